@@ -1,0 +1,109 @@
+"""`python -m qbn.aggregate SWEEP_DIR`: results.csv, results.md and figures across a sweep's jobs
+(mean and spread over seeds). Also runs by itself at the end of every multirun.
+
+Study-specific views (rewinding, QBN) add their own tables and figures through VIEWS: each is
+called with the sweep directory and the rows, and returns markdown to append (or "").
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from .analysis.sweep import KEY_METRICS, group_key, mean_std, read_rows
+
+VIEWS: list[Callable[[Path, list[dict]], str]] = []
+
+
+def _pct(x: float) -> str:
+    return "-" if x != x else f"{100 * x:.2f}"
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    columns = ["job", "status", "group", *KEY_METRICS]
+    extra = sorted({k for r in rows for k in r if k not in columns and k not in ("overrides", "error")
+                    and isinstance(r[k], (int, float, str, bool)) and not isinstance(r[k], dict)})
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=[*columns, *extra, "overrides", "error"], extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "group": group_key(r), "overrides": " ".join(f"{k}={v}" for k, v in r["overrides"].items())})
+
+
+def summary_table(rows: list[dict]) -> list[dict]:
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(group_key(r), []).append(r)
+    table = []
+    for key, rs in groups.items():
+        done = [r for r in rs if r.get("status") == "completed"]
+        m, s, n = mean_std([r.get("test/acc") for r in done])
+        vm, vs, _ = mean_std([r.get("val/acc_best") for r in done])
+        table.append({"group": key, "n": n, "jobs": len(rs), "test_mean": m, "test_std": s, "val_mean": vm, "val_std": vs,
+                      "seeds": sorted({r.get("seed") for r in done if r.get("seed") is not None})})
+    return table
+
+
+def plot_groups(path: Path, table: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [t for t in table if t["n"]]
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(rows) + 2), 3.5))
+    ax.bar(range(len(rows)), [100 * t["test_mean"] for t in rows], yerr=[100 * t["test_std"] for t in rows], capsize=4, color="#4477aa")
+    ax.set_xticks(range(len(rows)), [t["group"].replace(" ", "\n") for t in rows], fontsize=8)
+    lo = min(100 * (t["test_mean"] - t["test_std"]) for t in rows)
+    ax.set_ylim(max(0, lo - 5), 100)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("test accuracy, mean and std over seeds")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def aggregate(sweep_dir: str | Path) -> list[dict]:
+    """Write results.csv, results.md and figures/test_acc.png into the sweep directory."""
+    sweep_dir = Path(sweep_dir)
+    rows = read_rows(sweep_dir)
+    write_csv(sweep_dir / "results.csv", rows)
+    table = summary_table(rows)
+    plot_groups(sweep_dir / "figures" / "test_acc.png", table)
+    lines = [f"# Sweep {sweep_dir.name}", "", f"{len(rows)} jobs, {sum(r.get('status') == 'completed' for r in rows)} completed.", "",
+             "| setting | seeds | test acc % (mean ± std) | best val acc % |", "|---|---|---|---|"]
+    for t in table:
+        lines.append(f"| {t['group']} | {t['n']}/{t['jobs']} | {_pct(t['test_mean'])} ± {_pct(t['test_std'])} | {_pct(t['val_mean'])} |")
+    failed = [r for r in rows if r.get("status") != "completed"]
+    if failed:
+        lines += ["", "## Jobs that did not complete", ""]
+        lines += [f"- job {r['job']} ({group_key(r)}): {r.get('status')}: {r.get('error', '')}" for r in failed]
+    lines += ["", "![test accuracy](figures/test_acc.png)", ""]
+    for view in VIEWS:
+        extra = view(sweep_dir, rows)
+        if extra:
+            lines += [extra, ""]
+    (sweep_dir / "results.md").write_text("\n".join(lines))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or not Path(argv[0]).is_dir():
+        print("usage: python -m qbn.aggregate SWEEP_DIR (a multirun directory)", file=sys.stderr)
+        return 2
+    rows = aggregate(argv[0])
+    if not rows:
+        print(f"qbn: {argv[0]} holds no job directories (folders with .hydra/)", file=sys.stderr)
+        return 1
+    print((Path(argv[0]) / "results.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

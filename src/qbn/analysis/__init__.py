@@ -1,0 +1,1 @@
+"""Offline analysis: read run and sweep directories, aggregate, plot, write reports."""

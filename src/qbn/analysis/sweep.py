@@ -1,0 +1,53 @@
+"""Read a multirun directory: one row per job from its summary.json and .hydra/ files."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from ..run import read_summary
+
+KEY_METRICS = ("test/acc", "val/acc_best", "epochs", "wall_s")
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """Job directories of a sweep (those with a .hydra folder), in job order."""
+    dirs = [d for d in sweep_dir.iterdir() if d.is_dir() and (d / ".hydra").is_dir()]
+    return sorted(dirs, key=lambda d: (not d.name.isdigit(), int(d.name) if d.name.isdigit() else 0, d.name))
+
+
+def job_overrides(job_dir: Path) -> dict[str, str]:
+    path = job_dir / ".hydra" / "overrides.yaml"
+    if not path.exists():
+        return {}
+    out = {}
+    for item in OmegaConf.load(path):
+        key, _, value = str(item).partition("=")
+        out[key.lstrip("+~")] = value
+    return out
+
+
+def read_rows(sweep_dir: Path) -> list[dict]:
+    rows = []
+    for d in job_dirs(sweep_dir):
+        summary = read_summary(d) or {"status": "missing"}
+        row = {"job": d.name, **summary}
+        row["overrides"] = job_overrides(d)
+        rows.append(row)
+    return rows
+
+
+def group_key(row: dict, ignore: tuple[str, ...] = ("seed",)) -> str:
+    """The run's setting without the seed: rows with the same key are repeats."""
+    items = [f"{k}={v}" for k, v in sorted(row["overrides"].items()) if k not in ignore]
+    return " ".join(items) or "(defaults)"
+
+
+def mean_std(values: list[float]) -> tuple[float, float, int]:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return float("nan"), float("nan"), 0
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0), len(vals)

@@ -1,0 +1,125 @@
+"""Binary-weight layers: the latent real weight is the trainable Parameter; forward uses
+W_hat = alpha * B with B = sign(W) through the STE (STUDY.md).
+
+Optional state rides along as buffers so it is saved in checkpoints and packed files:
+- `fixed_signs` (bool, True = +1): signs fixed by rewinding; with `fixed_mask` (bool) only
+  the masked weights are fixed and the rest follow sign(W).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .scaling import make_scaling
+from .ste import sign, sign_ste
+
+
+class BinaryWeightMixin:
+    """What every binary layer shares: binary signs, scaling, fixed signs."""
+
+    # Buffers that exist only when used; loading a state dict that has them creates them.
+    optional_buffers: tuple[str, ...] = ("fixed_signs", "fixed_mask")
+
+    def _init_binary(self, scaling: str, ste: str) -> None:
+        self.scaling_name = scaling
+        self.ste = ste
+        self.scaling = make_scaling(scaling, self.weight)
+        for name in self.optional_buffers:
+            self.register_buffer(name, None)
+
+    def binary_weight(self) -> torch.Tensor:
+        """B in {-1, +1}, with the STE's gradient to the latent weight where B follows it."""
+        b = sign_ste(self.weight, self.ste)
+        if self.fixed_signs is not None:
+            fixed = self.fixed_signs.to(b.dtype) * 2 - 1
+            b = fixed if self.fixed_mask is None else torch.where(self.fixed_mask, fixed, b)
+        return b
+
+    def alpha(self) -> torch.Tensor | None:
+        """The scaling factor shaped to broadcast over the weight (None: alpha = 1)."""
+        return self.scaling(self.weight)
+
+    def effective_weight(self) -> torch.Tensor:
+        """alpha * B: the weight the layer computes with."""
+        b = self.binary_weight()
+        a = self.alpha()
+        return b if a is None else a * b
+
+    @torch.no_grad()
+    def signs(self) -> torch.Tensor:
+        """The binary signs used in forward as a bool tensor (True = +1), no gradient."""
+        b = sign(self.weight) > 0
+        if self.fixed_signs is not None:
+            b = self.fixed_signs if self.fixed_mask is None else torch.where(self.fixed_mask, self.fixed_signs, b)
+        return b
+
+    def fix_signs(self, signs: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """Fix the binary signs to `signs` (bool, True = +1); only where `mask` is True if given."""
+        if signs.shape != self.weight.shape or (mask is not None and mask.shape != self.weight.shape):
+            raise ValueError(f"fixed signs of shape {tuple(signs.shape)} do not fit weight {tuple(self.weight.shape)}")
+        self.fixed_signs = signs.to(device=self.weight.device, dtype=torch.bool).clone()
+        self.fixed_mask = None if mask is None else mask.to(device=self.weight.device, dtype=torch.bool).clone()
+
+    def release_signs(self) -> None:
+        self.fixed_signs = None
+        self.fixed_mask = None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in self.optional_buffers:
+            if prefix + name in state_dict and getattr(self, name) is None:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        fixed = "" if self.fixed_signs is None else (", signs=fixed" if self.fixed_mask is None else ", signs=partly fixed")
+        return f"{super().extra_repr()}, scaling={self.scaling_name}, ste={self.ste}{fixed}"
+
+
+class BinaryConv2d(BinaryWeightMixin, nn.Conv2d):
+    """nn.Conv2d whose forward uses alpha * sign(W)."""
+
+    def __init__(self, *args, scaling: str = "xnor", ste: str = "clipped", **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_binary(scaling, ste)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, scaling: str = "xnor", ste: str = "clipped") -> BinaryConv2d:
+        """Swap in for `conv`, keeping its weight (and bias) Parameter objects as the latent state."""
+        layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                    padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
+                    bias=conv.bias is not None, padding_mode=conv.padding_mode, device="meta",
+                    scaling="none", ste=ste)
+        layer.weight = conv.weight
+        layer.bias = conv.bias
+        layer.scaling_name = scaling
+        layer.scaling = make_scaling(scaling, conv.weight)
+        return layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.effective_weight(), self.bias)
+
+
+class BinaryLinear(BinaryWeightMixin, nn.Linear):
+    """nn.Linear whose forward uses alpha * sign(W) (for a binarized classifier, off by default)."""
+
+    def __init__(self, *args, scaling: str = "xnor", ste: str = "clipped", **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_binary(scaling, ste)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, scaling: str = "xnor", ste: str = "clipped") -> BinaryLinear:
+        layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                    device="meta", scaling="none", ste=ste)
+        layer.weight = linear.weight
+        layer.bias = linear.bias
+        layer.scaling_name = scaling
+        layer.scaling = make_scaling(scaling, linear.weight)
+        return layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.effective_weight(), self.bias)
+
+
+BINARY_LAYERS = (BinaryConv2d, BinaryLinear)

@@ -1,0 +1,1 @@
+"""The study's instruments: Lightning callbacks that read the model and write into the run directory."""

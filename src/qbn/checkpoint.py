@@ -1,0 +1,59 @@
+"""Loading checkpoints safely (weights_only) with clear messages when they do not fit."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A Lightning (or plain) checkpoint as a dict, loaded with weights_only=True."""
+    path = Path(path)
+    if path.is_dir():
+        for candidate in (path / "checkpoints" / "last.ckpt", path / "last.ckpt"):
+            if candidate.exists():
+                path = candidate
+                break
+        else:
+            raise CheckpointError(f"no checkpoint in {path}: expected {path}/checkpoints/last.ckpt")
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict)")
+    return ckpt
+
+
+def check_compatible(state_dict: dict, model: nn.Module, source: str = "checkpoint") -> None:
+    """Raise one clear message when `state_dict` does not fit `model` (keys or shapes)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own and not _optional(k)]
+    shapes = [(k, tuple(state_dict[k].shape), tuple(v.shape)) for k, v in own.items()
+              if k in state_dict and hasattr(state_dict[k], "shape") and tuple(state_dict[k].shape) != tuple(v.shape)]
+    if not (missing or unexpected or shapes):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+    if shapes:
+        k, theirs, ours = shapes[0]
+        parts.append(f"{len(shapes)} shape mismatches (e.g. {k}: {theirs} in the {source}, {ours} in the model)")
+    raise CheckpointError(f"the {source} does not fit this model: " + "; ".join(parts) +
+                          ". Use the same model, dataset (classes, channels) and binary policy as the run that wrote it.")
+
+
+def _optional(key: str) -> bool:
+    # optional buffers of binary layers (fixed signs, codebooks) are created on load
+    return key.rsplit(".", 1)[-1] in ("fixed_signs", "fixed_mask", "codebook")

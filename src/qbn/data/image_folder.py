@@ -1,0 +1,81 @@
+"""ImageNet and any ImageFolder tree (root/train/<class>/*.jpg, root/val/<class>/*.jpg).
+
+Images are decoded and augmented in worker processes with torchvision transforms (the standard
+RandomResizedCrop + flip for training, resize + center crop for evaluation) and reach the model
+as floats in [0, 1]; the model normalises.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Subset
+from torchvision import datasets, transforms
+
+from ..errors import DatasetMissingError
+from .base import EpochSeededSampler
+
+
+class ImageFolderDataModule(pl.LightningDataModule):
+    def __init__(self, name: str, data_dir: str, batch_size: int = 256, eval_batch_size: int = 256,
+                 val_size: float | int = 10000, train_subset: int | None = None, test_subset: int | None = None,
+                 split_seed: int = 0, seed: int = 0, num_workers: int = 8, image_size: int = 224,
+                 resize: int | None = None, train_split: str = "train", test_split: str = "val",
+                 in_channels: int = 3, num_classes: int = 1000, **_):
+        super().__init__()
+        self.name, self.root = name, Path(data_dir)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.val_size, self.train_subset, self.test_subset = val_size, train_subset, test_subset
+        self.split_seed, self.seed, self.num_workers = split_seed, seed, num_workers
+        self.image_size, self.resize = image_size, resize or int(image_size * 256 / 224)
+        self.train_split, self.test_split = train_split, test_split
+        self.in_channels, self.num_classes = in_channels, num_classes
+        self.augment: dict = {}  # augmentation happens in the workers' transforms
+
+    def _folder(self, split: str) -> Path:
+        path = self.root / split
+        if not path.is_dir() or not any(path.iterdir()):
+            raise DatasetMissingError(
+                f"dataset '{self.name}': no image folder at {path}. Lay it out as "
+                f"{self.root}/{self.train_split}/<class>/<image> and {self.root}/{self.test_split}/<class>/<image>, "
+                "then set dataset.data_dir to its root (for ImageNet, the train and val folders with class sub-folders)")
+        return path
+
+    def prepare_data(self) -> None:
+        self._folder(self.train_split), self._folder(self.test_split)
+
+    def setup(self, stage: str | None = None) -> None:
+        if hasattr(self, "train_set"):
+            return
+        s = self.image_size
+        train_tf = transforms.Compose([transforms.RandomResizedCrop(s), transforms.RandomHorizontalFlip(), transforms.ToTensor()])
+        eval_tf = transforms.Compose([transforms.Resize(self.resize), transforms.CenterCrop(s), transforms.ToTensor()])
+        train_dir = self._folder(self.train_split)
+        full_train = datasets.ImageFolder(str(train_dir), transform=train_tf)
+        full_val = datasets.ImageFolder(str(train_dir), transform=eval_tf)
+        if len(full_train.classes) != self.num_classes:
+            raise DatasetMissingError(
+                f"dataset '{self.name}': {train_dir} has {len(full_train.classes)} classes but the config says "
+                f"num_classes={self.num_classes}; set dataset.num_classes={len(full_train.classes)}")
+        order = torch.randperm(len(full_train), generator=torch.Generator().manual_seed(self.split_seed)).tolist()
+        n_val = int(self.val_size * len(order)) if isinstance(self.val_size, float) else min(int(self.val_size), len(order) // 2)
+        train_idx = order[n_val:][: self.train_subset or None]
+        self.train_set = Subset(full_train, train_idx)
+        self.val_set = Subset(full_val, order[:n_val])
+        test = datasets.ImageFolder(str(self._folder(self.test_split)), transform=eval_tf)
+        self.test_set = Subset(test, range(min(len(test), self.test_subset or len(test))))
+
+    def _loader(self, ds, bs, sampler=None):
+        return DataLoader(ds, batch_size=bs, sampler=sampler, num_workers=self.num_workers,
+                          pin_memory=torch.cuda.is_available(), persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self):
+        return self._loader(self.train_set, self.batch_size, EpochSeededSampler(len(self.train_set), self.seed))
+
+    def val_dataloader(self):
+        return self._loader(self.val_set, self.eval_batch_size)
+
+    def test_dataloader(self):
+        return self._loader(self.test_set, self.eval_batch_size)

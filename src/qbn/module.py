@@ -1,0 +1,173 @@
+"""The LightningModule: backbone (binary by policy) + cross-entropy + torchmetrics + optimizers."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from torch import nn
+
+from .binary import binary_layers
+from .data.augment import random_crop_flip, step_generator
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std per channel. Part of the model so checkpoints and packed files predict
+    from raw [0, 1] images without dataset code."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def to_unit_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images (in-memory datasets) to floats in [0, 1]; float batches pass unchanged."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x
+
+
+class BWNModule(pl.LightningModule):
+    """Classification with a (binary-weight) backbone.
+
+    `optimizer` and `scheduler` are plain dicts from the config. Weight decay is set per kind of
+    parameter: latent binary weights, scales (alpha), BatchNorm and biases, full-precision weights.
+    """
+
+    def __init__(self, net: nn.Module, num_classes: int, mean, std, optimizer: dict, scheduler: dict,
+                 augment: dict | None = None, seed: int = 0, channels_last: bool = False):
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.net = net
+        self.optimizer_cfg, self.scheduler_cfg = dict(optimizer), dict(scheduler)
+        self.augment, self.seed = dict(augment or {}), seed
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+        metric = lambda k: torchmetrics.Accuracy(task="multiclass", num_classes=num_classes, top_k=k)  # noqa: E731
+        self.train_acc, self.val_acc, self.test_acc = metric(1), metric(1), metric(1)
+        self.top5 = num_classes > 5
+        if self.top5:
+            self.val_acc5, self.test_acc5 = metric(5), metric(5)
+        self.val_acc_best = torchmetrics.MaxMetric()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = to_unit_float(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(self.normalize(x))
+
+    def _augment(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        if not self.augment:
+            return x
+        g = step_generator(self.seed, self.current_epoch, batch_idx, x.device)
+        return random_crop_flip(x, int(self.augment.get("crop_padding", 0)), bool(self.augment.get("flip", False)), g)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        x = self._augment(to_unit_float(x), batch_idx)
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def _eval_step(self, batch, stage: str) -> None:
+        x, y = batch
+        logits = self(x)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, y), on_epoch=True)
+        acc = getattr(self, f"{stage}_acc")
+        acc(logits, y)
+        self.log(f"{stage}/acc", acc, on_epoch=True, prog_bar=True)
+        if self.top5:
+            acc5 = getattr(self, f"{stage}_acc5")
+            acc5(logits, y)
+            self.log(f"{stage}/acc_top5", acc5, on_epoch=True)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.val_acc_best(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        opt = self.trainer.optimizers[0] if self.trainer.optimizers else None
+        if opt is not None and batch_idx % max(self.trainer.log_every_n_steps, 1) == 0:
+            self.log("lr", opt.param_groups[0]["lr"], on_step=True, on_epoch=False)
+
+    # ---- optimisation -------------------------------------------------------------------
+
+    def parameter_groups(self) -> list[dict]:
+        """Split parameters by kind so each kind gets its own weight decay."""
+        cfg = self.optimizer_cfg
+        base_wd = cfg.get("weight_decay", 0.0)
+        decay = {k: (base_wd if cfg.get(f"weight_decay_{k}") is None else cfg[f"weight_decay_{k}"])
+                 for k in ("binary", "scale", "bn", "fp")}
+        groups: dict[str, list] = {k: [] for k in decay}
+        binary_weights = {id(m.weight) for m in binary_layers(self.net).values()}
+        for module in self.net.modules():
+            for name, p in module.named_parameters(recurse=False):
+                if not p.requires_grad:
+                    continue
+                if id(p) in binary_weights:
+                    groups["binary"].append(p)
+                elif name == "alpha":
+                    groups["scale"].append(p)
+                elif isinstance(module, nn.modules.batchnorm._NormBase) or name == "bias":
+                    groups["bn"].append(p)
+                else:
+                    groups["fp"].append(p)
+        return [{"params": ps, "weight_decay": decay[k], "name": k} for k, ps in groups.items() if ps]
+
+    def configure_optimizers(self):
+        cfg = self.optimizer_cfg
+        name = cfg["name"]
+        groups = self.parameter_groups()
+        if name == "adam":
+            opt = torch.optim.Adam(groups, lr=cfg["lr"], betas=tuple(cfg.get("betas", (0.9, 0.999))))
+        elif name == "adamw":
+            opt = torch.optim.AdamW(groups, lr=cfg["lr"], betas=tuple(cfg.get("betas", (0.9, 0.999))))
+        elif name == "sgd":
+            opt = torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg.get("momentum", 0.9), nesterov=cfg.get("nesterov", False))
+        else:
+            raise ValueError(f"unknown optimizer '{name}': choose adam, adamw or sgd")
+        sched = self.scheduler_cfg
+        if sched["name"] == "constant":
+            return opt
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        steps_per_epoch = max(total // max(self.trainer.max_epochs or 1, 1), 1)
+        warmup = int(sched.get("warmup_epochs", 0) * steps_per_epoch)
+        if sched["name"] == "cosine":
+            floor = sched.get("min_lr_ratio", 0.0)
+
+            def factor(step: int) -> float:
+                if step < warmup:
+                    return (step + 1) / warmup
+                t = min((step - warmup) / max(total - warmup, 1), 1.0)
+                return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+        elif sched["name"] == "step":
+            epochs = self.trainer.max_epochs or 1
+            milestones = [int((m * epochs if m < 1 else m) * steps_per_epoch) for m in sched.get("milestones", [])]
+            gamma = sched.get("gamma", 0.1)
+
+            def factor(step: int) -> float:
+                if step < warmup:
+                    return (step + 1) / warmup
+                return gamma ** sum(step >= m for m in milestones)
+        else:
+            raise ValueError(f"unknown scheduler '{sched['name']}': choose cosine, step or constant")
+        lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": lr_sched, "interval": "step"}}

@@ -1,0 +1,148 @@
+"""`python -m qbn.train`: train one (binary-weight) network, or a sweep with -m.
+
+    python -m qbn.train model=resnet18 scaling=learnable
+    python -m qbn.train -m scaling=none,xnor,learnable seed=0,1,2
+    python -m qbn.train resume=outputs/train/2026-11-26_10-00-00_000000 trainer.max_epochs=60
+
+Every run leaves its run directory (DESIGN.md): .hydra/, summary.json, metrics.csv,
+checkpoints/, and what the instruments write. A run that fails writes summary.json with status
+"failed" and the error, and exits non-zero; in a multirun the other jobs go on and the sweep
+exits non-zero at its end.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from . import config as _config  # noqa: F401  (registers resolvers before Hydra composes)
+from .binary import binary_param_count
+from .build import build_callbacks, build_datamodule, build_loggers, build_module
+from .checkpoint import check_compatible, load_checkpoint
+from .errors import CheckpointError, QbnError
+from .run import read_summary, update_summary, write_json
+
+log = logging.getLogger("qbn.train")
+
+
+def _run_dir() -> Path:
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def _sweep_name() -> str | None:
+    hc = HydraConfig.get()
+    return Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
+
+
+def _resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if cfg.get("resume"):
+        if not last.exists():
+            raise CheckpointError(f"resume={cfg.resume}: there is no {last} to resume from")
+        return last
+    return last if last.exists() else None
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train, test and record one run in the current Hydra run directory; returns the summary."""
+    run_dir = _run_dir()
+    previous = read_summary(run_dir)
+    if previous and previous.get("status") == "completed" and not cfg.get("resume") and not cfg.get("overwrite"):
+        log.info("%s already completed (test/acc %s); skipping. overwrite=true retrains it.", run_dir, previous.get("test/acc"))
+        return previous
+
+    start = time.time()
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build_datamodule(cfg)
+    datamodule.prepare_data()
+    model = build_module(cfg)
+    ckpt_path = _resume_checkpoint(cfg, run_dir)
+    if ckpt_path is not None:
+        check_compatible(load_checkpoint(ckpt_path)["state_dict"], model, f"checkpoint {ckpt_path}")
+        log.info("resuming from %s", ckpt_path)
+
+    summary = {
+        "status": "running", "model": cfg.model.name, "scaling": cfg.scaling.name if cfg.binary.enabled else "fp",
+        "binary": bool(cfg.binary.enabled), "dataset": cfg.dataset.name, "seed": cfg.seed,
+        "optimizer": cfg.optimizer.name, "lr": cfg.optimizer.lr, "scheduler": cfg.scheduler.name,
+        "max_epochs": cfg.trainer.max_epochs, "params": sum(p.numel() for p in model.parameters()),
+        "binarized_params": binary_param_count(model.net), "run_dir": str(run_dir),
+    }
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        summary["overrides"] = list(HydraConfig.get().overrides.task)
+    update_summary(run_dir, **summary)
+
+    trainer: pl.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=build_callbacks(cfg), logger=build_loggers(cfg, run_dir, _sweep_name()),
+        default_root_dir=str(run_dir), _convert_="all")
+    trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    if trainer.interrupted:
+        raise KeyboardInterrupt
+    results = {"epochs": trainer.current_epoch, "global_step": trainer.global_step}
+    metrics = {k: v for k, v in trainer.callback_metrics.items()}
+    for key in ("val/acc", "val/acc_best", "train/loss_epoch", "train/acc"):
+        if key in metrics:
+            results[key] = float(metrics[key])
+    if cfg.get("test_after_fit", True) and not cfg.trainer.get("fast_dev_run"):
+        test = trainer.test(model, datamodule=datamodule, verbose=False)
+        results.update({k: float(v) for k, v in (test[0] if test else {}).items()})
+    results["wall_s"] = round(time.time() - start, 1)
+    results["status"] = "completed"
+    if trainer.is_global_zero:
+        summary = update_summary(run_dir, **results)
+    _finish_wandb()
+    return summary
+
+
+def _finish_wandb() -> None:
+    """One W&B run per job: close it so the next job of a multirun starts its own."""
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+
+
+def _record_failure(error: BaseException) -> None:
+    try:
+        run_dir = _run_dir()
+    except ValueError:
+        return
+    status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+    update_summary(run_dir, status=status, error=f"{type(error).__name__}: {error}")
+    if not isinstance(error, (QbnError, KeyboardInterrupt)):
+        (run_dir / "error.txt").write_text("".join(traceback.format_exception(error)))
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        summary = train(cfg)
+    except BaseException as e:  # noqa: BLE001  record every failure in the run directory first
+        _record_failure(e)
+        _finish_wandb()
+        multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+        if isinstance(e, QbnError):
+            print(f"qbn: {e}", file=sys.stderr)
+        elif not isinstance(e, KeyboardInterrupt):
+            log.error("run failed: %s (traceback in %s/error.txt)", e, _run_dir())
+        if multirun and not isinstance(e, KeyboardInterrupt):
+            return None  # the other jobs go on; the sweep exits non-zero at its end
+        sys.exit(130 if isinstance(e, KeyboardInterrupt) else 1)
+    acc = summary.get("test/acc")
+    if acc is not None:
+        log.info("test accuracy %.2f %% (%s)", 100 * acc, _run_dir())
+    return acc
+
+
+if __name__ == "__main__":
+    main()
