@@ -23,8 +23,12 @@ def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
 def build_backbone(cfg: DictConfig) -> torch.nn.Module:
     """The backbone for cfg.dataset's shape, binarized by cfg.binary, checked on a dummy input."""
     ds = cfg.dataset
-    net = hydra.utils.instantiate(cfg.model.backbone, num_classes=ds.num_classes, in_channels=ds.in_channels,
-                                  image_size=ds.image_size, _convert_="all")
+    try:
+        net = hydra.utils.instantiate(cfg.model.backbone, num_classes=ds.num_classes, in_channels=ds.in_channels,
+                                      image_size=ds.image_size, _convert_="all")
+    except Exception as e:  # noqa: BLE001  a backbone refusing its arguments is a config mistake
+        cause = e.__cause__ or e
+        raise ConfigError(f"model '{cfg.model.name}' cannot be built for dataset '{ds.name}': {cause}") from None
     if cfg.binary.enabled:
         policy = BinaryPolicy(scaling=cfg.scaling.name, ste=cfg.binary.ste, first_conv=cfg.binary.first_conv,
                               classifier=cfg.binary.classifier, shortcuts=cfg.binary.shortcuts)
@@ -35,7 +39,7 @@ def build_backbone(cfg: DictConfig) -> torch.nn.Module:
     try:
         with torch.no_grad():
             out = net(torch.zeros(1, ds.in_channels, ds.image_size, ds.image_size))
-    except RuntimeError as e:
+    except (RuntimeError, ValueError) as e:
         raise ConfigError(
             f"model '{cfg.model.name}' cannot take {ds.image_size}x{ds.image_size} inputs with {ds.in_channels} "
             f"channel(s) from dataset '{ds.name}' ({str(e).splitlines()[0][:160]}). Choose a model for small "
@@ -62,7 +66,9 @@ def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
             callbacks.append(hydra.utils.instantiate(c, _convert_="all"))
         elif c is not None:
             raise ConfigError(f"callbacks.{name} has no _target_; set callbacks.{name}=null to switch it off")
-    return callbacks
+    from .callbacks.qbn import qbn_callbacks  # QBN changes training: on with qbn.bits / qbn.budget, never switched off by callbacks=
+
+    return callbacks + qbn_callbacks(cfg)
 
 
 def _wandb_mode(requested: str) -> str:
@@ -78,10 +84,10 @@ def _wandb_mode(requested: str) -> str:
     return "offline"
 
 
-def build_loggers(cfg: DictConfig, run_dir: Path, sweep_name: str | None) -> list:
-    from pytorch_lightning.loggers import CSVLogger
+def build_loggers(cfg: DictConfig, run_dir: Path, sweep_name: str | None, resume_epoch: int | None = None) -> list:
+    from .loggers import RunCSVLogger
 
-    loggers = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+    loggers = [RunCSVLogger(str(run_dir), resume_epoch)]
     wb = cfg.logger.get("wandb")
     if wb:
         from pytorch_lightning.loggers import WandbLogger

@@ -13,6 +13,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
+from ..errors import ConfigError
+
 
 class EpochSeededSampler(Sampler[int]):
     """A shuffle that depends only on (seed, epoch): Lightning calls set_epoch, so a run resumed
@@ -64,6 +66,9 @@ class ArrayDataModule(pl.LightningDataModule):
         g = torch.Generator().manual_seed(self.split_seed)
         order = torch.randperm(len(train_x), generator=g)
         n_val = int(self.val_size * len(train_x)) if isinstance(self.val_size, float) else int(self.val_size)
+        if not 0 <= n_val < len(train_x):
+            raise ConfigError(f"dataset '{self.name}': val_size={self.val_size} leaves no training images "
+                              f"(the training set has {len(train_x)}); use a smaller dataset.val_size")
         val_idx, train_idx = order[:n_val], order[n_val:]
         if self.train_subset:
             train_idx = train_idx[: self.train_subset]

@@ -82,16 +82,30 @@ class FashionMNISTDataModule(_MNISTFamily):
     debian_package = "dataset-fashion-mnist"
 
 
-class _CIFAR10Files(torchvision.datasets.CIFAR10):
-    # torchvision checks the official md5 sums; files in the same format that differ (a subset,
-    # a test fixture) are accepted as long as every batch file is there.
+class _PresenceChecked:
+    """torchvision checks the official md5 sums; files in the same format that differ (a subset,
+    a test fixture) are accepted as long as every file is there. Loading is torchvision's."""
+
     def _check_integrity(self) -> bool:
         return all((Path(self.root) / self.base_folder / f).exists() for f, _ in self.train_list + self.test_list)
 
+    def _load_meta(self) -> None:
+        path = Path(self.root) / self.base_folder / self.meta["filename"]
+        if not path.exists():
+            raise RuntimeError(f"{path} is missing")
+        md5, self.meta = self.meta["md5"], {**self.meta, "md5": None}
+        try:
+            super()._load_meta()  # check_integrity(path, None) only checks that the file exists
+        finally:
+            self.meta = {**self.meta, "md5": md5}
 
-class _CIFAR100Files(torchvision.datasets.CIFAR100):
-    def _check_integrity(self) -> bool:
-        return all((Path(self.root) / self.base_folder / f).exists() for f, _ in self.train_list + self.test_list)
+
+class _CIFAR10Files(_PresenceChecked, torchvision.datasets.CIFAR10):
+    pass
+
+
+class _CIFAR100Files(_PresenceChecked, torchvision.datasets.CIFAR100):
+    pass
 
 
 class CIFAR10DataModule(ArrayDataModule):

@@ -1,0 +1,21 @@
+"""Fixtures shared by the tests (helpers live in tests/helpers.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from .helpers import compose_cfg
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+@pytest.fixture
+def cfg_factory(tmp_path):
+    """cfg_factory(*overrides, run_dir=None) -> composed config whose run dir is under tmp_path."""
+    def make(*overrides: str, run_dir: Path | None = None):
+        return compose_cfg(run_dir or tmp_path / "run", list(overrides))
+    return make

@@ -1,0 +1,150 @@
+"""The entry point: every model x scaling runs, run directories are complete, sweeps, resume, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from hydra.errors import HydraException
+from omegaconf import open_dict
+
+from qbn.build import build_module
+from qbn.checkpoint import check_compatible, load_checkpoint
+from qbn.errors import CheckpointError, ConfigError
+from qbn.train import train
+
+from .helpers import TINY, run_cli
+
+MODELS = ["resnet20", "resnet32", "resnet56", "resnet18", "resnet34", "vgg_small"]
+SCALINGS = ["none", "xnor", "learnable", "lq"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("scaling", SCALINGS)
+def test_every_model_and_scaling_fast_dev_run(cfg_factory, model, scaling):
+    cfg = cfg_factory(*TINY, f"model={model}", f"scaling={scaling}", "trainer.fast_dev_run=true")
+    summary = train(cfg)
+    assert summary["status"] == "completed"
+    assert summary["binarized_params"] > 0 and summary["scaling"] == scaling
+
+
+def test_full_precision_baseline(cfg_factory):
+    cfg = cfg_factory(*TINY, "binary=fp")
+    summary = train(cfg)
+    assert summary["binarized_params"] == 0 and summary["scaling"] == "fp" and summary["status"] == "completed"
+
+
+def test_optimizer_groups_weight_decay(cfg_factory):
+    cfg = cfg_factory(*TINY, "optimizer=sgd", "optimizer.weight_decay=1e-4", "optimizer.weight_decay_binary=0.0",
+                      "scaling=learnable", "optimizer.weight_decay_scale=0.5")
+    module = build_module(cfg)
+    groups = {g["name"]: g for g in module.parameter_groups()}
+    assert groups["binary"]["weight_decay"] == 0.0 and groups["fp"]["weight_decay"] == 1e-4
+    assert groups["scale"]["weight_decay"] == 0.5 and groups["bn"]["weight_decay"] == 0.0
+    n = sum(p.numel() for g in groups.values() for p in g["params"])
+    assert n == sum(p.numel() for p in module.parameters())
+
+
+def test_seeded_runs_are_reproducible(cfg_factory, tmp_path):
+    a = train(cfg_factory(*TINY, "trainer.max_epochs=2", run_dir=tmp_path / "a"))
+    b = train(cfg_factory(*TINY, "trainer.max_epochs=2", run_dir=tmp_path / "b"))
+    assert a["test/acc"] == b["test/acc"] and a["train/loss_epoch"] == b["train/loss_epoch"]
+    sa = torch.load(tmp_path / "a/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    sb = torch.load(tmp_path / "b/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_resume_continues_epoch_count(cfg_factory, tmp_path):
+    run = tmp_path / "r"
+    first = train(cfg_factory(*TINY, "trainer.max_epochs=1", run_dir=run))
+    assert first["epochs"] == 1
+    again = train(cfg_factory(*TINY, "trainer.max_epochs=1", run_dir=run))  # completed: skipped, not redone
+    assert again == first
+    resumed = train(cfg_factory(*TINY, "trainer.max_epochs=3", f"resume={run}", run_dir=run))
+    assert resumed["epochs"] == 3 and resumed["global_step"] == 3 * first["global_step"]
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    val_epochs = [int(r["epoch"]) for r in rows if r.get("val/acc")]
+    assert val_epochs == [0, 1, 2]  # the first run's epoch kept, the resumed epochs appended
+    assert sum(bool(r.get("test/acc")) for r in rows) == 1  # the earlier completion's test row dropped
+
+
+def test_resume_without_checkpoint_is_clear(cfg_factory, tmp_path):
+    with pytest.raises(CheckpointError, match="no .*last.ckpt to resume from"):
+        train(cfg_factory(*TINY, f"resume={tmp_path / 'nothing'}", run_dir=tmp_path / "nothing"))
+
+
+def test_checkpoint_of_another_model_is_clear(cfg_factory, tmp_path):
+    train(cfg_factory(*TINY, run_dir=tmp_path / "a"))
+    ckpt = load_checkpoint(tmp_path / "a")
+    other = build_module(cfg_factory(*TINY, "model=resnet32"))
+    with pytest.raises(CheckpointError, match="does not fit this model: .*missing keys"):
+        check_compatible(ckpt["state_dict"], other)
+    more_classes = cfg_factory(*TINY)
+    with open_dict(more_classes):
+        more_classes.dataset.num_classes = 7
+    with pytest.raises(CheckpointError, match="shape mismatches"):
+        check_compatible(ckpt["state_dict"], build_module(more_classes))
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.ckpt")
+
+
+def test_input_too_small_fails_at_setup(cfg_factory):
+    with pytest.raises(ConfigError, match="vgg_small.*too small"):
+        build_module(cfg_factory(*TINY, "model=vgg_small", "dataset.image_size=4"))
+
+
+
+def test_unknown_choice_lists_options(cfg_factory):
+    with pytest.raises(HydraException, match="resnet20"):
+        cfg_factory("model=resnet1000")
+
+
+def test_cli_run_writes_complete_run_directory(tmp_path):
+    out = tmp_path / "out"
+    r = run_cli("qbn.train", "dataset=digits", "trainer.max_epochs=1", f"paths.output_dir={out}", "name=cli")
+    assert r.returncode == 0, r.stderr[-3000:]
+    (run,) = list((out / "cli").iterdir())
+    for f in (".hydra/config.yaml", "summary.json", "metrics.csv", "checkpoints/last.ckpt"):
+        assert (run / f).exists(), f
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("status", "test/acc", "val/acc_best", "epochs", "params", "binarized_params", "model", "scaling",
+                "dataset", "seed", "wall_s"):
+        assert key in summary, key
+    assert summary["status"] == "completed" and summary["test/acc"] > 0.5  # digits learns in one epoch
+
+
+def test_cli_failed_run_records_failure(tmp_path):
+    r = run_cli("qbn.train", "dataset=mnist", f"dataset.data_dir={tmp_path / 'empty'}", f"paths.output_dir={tmp_path}", "name=f")
+    assert r.returncode == 1
+    assert "qbn: dataset 'mnist' not found" in r.stderr and "Traceback" not in r.stderr
+    (run,) = list((tmp_path / "f").iterdir())
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "failed" and "DatasetMissingError" in summary["error"]
+
+
+def test_cli_unknown_model(tmp_path):
+    r = run_cli("qbn.train", "model=nope", f"paths.output_dir={tmp_path}")
+    assert r.returncode != 0 and "Available options" in r.stderr and "resnet20" in r.stderr
+
+
+def test_cli_multirun_two_jobs_and_failure_isolation(tmp_path):
+    r = run_cli("qbn.train", "-m", "dataset=digits", "trainer.max_epochs=1", "seed=0,1", f"paths.output_dir={tmp_path}",
+                "name=sweep")
+    assert r.returncode == 0, r.stderr[-3000:]
+    (sweep,) = list((tmp_path / "sweep").iterdir())
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()) == ["0", "1"]
+    assert (sweep / "results.csv").exists() and "seeds" in (sweep / "results.md").read_text()
+    seeds = [json.loads((sweep / j / "summary.json").read_text())["seed"] for j in ("0", "1")]
+    assert seeds == [0, 1]
+    # one failing job (a bad val_size) does not stop the other; the sweep exits non-zero at the end
+    r = run_cli("qbn.train", "-m", "dataset=digits", "trainer.max_epochs=1", "dataset.val_size=0.1,5000",
+                f"paths.output_dir={tmp_path}", "name=bad")
+    assert r.returncode == 1
+    (sweep,) = list((tmp_path / "bad").iterdir())
+    status = [json.loads((sweep / j / "summary.json").read_text())["status"] for j in ("0", "1")]
+    assert status == ["completed", "failed"]
+    assert "did not complete" in (sweep / "results.md").read_text()
