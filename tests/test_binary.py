@@ -7,7 +7,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qbn.binary import BinaryConv2d, BinaryLinear, BinaryPolicy, binarize, binary_layers, pack_bits, sign, sign_ste, unpack_bits
+from qbn.binary import (
+    BinaryConv2d,
+    BinaryLinear,
+    BinaryPolicy,
+    binarize,
+    binary_layers,
+    pack_bits,
+    sign,
+    sign_ste,
+    unpack_bits,
+)
 from qbn.models import resnet18, resnet20
 
 
@@ -21,7 +31,7 @@ def test_ste_gradient(ste):
     w = torch.tensor([-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5], requires_grad=True)
     g = torch.arange(1.0, 8.0)
     sign_ste(w, ste).backward(g)
-    expected = [gi if (ste == "identity" or abs(wi) <= 1) else 0.0 for wi, gi in zip(w.tolist(), g.tolist())]
+    expected = [gi if (ste == "identity" or abs(wi) <= 1) else 0.0 for wi, gi in zip(w.tolist(), g.tolist(), strict=True)]
     assert w.grad.tolist() == expected
 
 

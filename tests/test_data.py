@@ -10,7 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
-from qbn.data import CIFAR10DataModule, DigitsDataModule, FashionMNISTDataModule, ImageFolderDataModule, MNISTDataModule
+from qbn.data import (
+    CIFAR10DataModule,
+    DigitsDataModule,
+    FashionMNISTDataModule,
+    ImageFolderDataModule,
+    MNISTDataModule,
+)
 from qbn.data.augment import random_crop_flip, step_generator
 from qbn.errors import DatasetMissingError
 

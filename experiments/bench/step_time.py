@@ -1,0 +1,121 @@
+"""Benchmark (not a test): training-step cost of qbn's BWN and of its Lightning loop, CPU.
+
+1. BWN / FP: one training step (forward, backward, Adam step) of the binary-weight model over
+   the same backbone in full precision, same batch; blocks of steps alternate between the two in
+   one run and the ratio of medians is printed. Target: <= 1.05.
+2. Lightning / plain: throughput of `qbn`'s LightningModule under a Lightning Trainer (metrics,
+   logging, the seeded on-device augmentation) against a plain PyTorch loop doing the same work
+   on the same model and data. Target: >= 0.95 of the plain loop's throughput.
+
+    python experiments/bench/step_time.py [--steps 20] [--blocks 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from qbn.binary import BinaryPolicy, binarize
+from qbn.data.augment import random_crop_flip, step_generator
+from qbn.models import resnet18, resnet20
+from qbn.module import BWNModule, to_unit_float
+
+
+def make(name: str, binary: bool, in_ch: int, size: int):
+    torch.manual_seed(0)
+    net = (resnet20 if name == "resnet20" else resnet18)(num_classes=10, in_channels=in_ch, image_size=size)
+    return binarize(net, BinaryPolicy()) if binary else net
+
+
+def step_times(model, x, y, steps: int) -> float:
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    for _ in range(2):  # warm-up
+        F.cross_entropy(model(x), y).backward()
+        opt.step(), opt.zero_grad(set_to_none=True)
+    t = time.perf_counter()
+    for _ in range(steps):
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return (time.perf_counter() - t) / steps
+
+
+def bwn_over_fp(name: str, size: int, in_ch: int, batch: int, steps: int, blocks: int) -> None:
+    x, y = torch.randn(batch, in_ch, size, size), torch.randint(0, 10, (batch,))
+    fp, bwn = make(name, False, in_ch, size), make(name, True, in_ch, size)
+    t_fp, t_bwn = [], []
+    for _ in range(blocks):
+        t_fp.append(step_times(fp, x, y, steps))
+        t_bwn.append(step_times(bwn, x, y, steps))
+    ratio = statistics.median(t_bwn) / statistics.median(t_fp)
+    print(f"{name} {in_ch}x{size}x{size} batch {batch}: FP {1e3 * statistics.median(t_fp):.1f} ms/step, "
+          f"BWN {1e3 * statistics.median(t_bwn):.1f} ms/step, BWN/FP = {ratio:.3f} (target <= 1.05)")
+
+
+class _Clock(pl.Callback):
+    def on_train_epoch_start(self, trainer, module):
+        self.t = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, module):
+        self.elapsed = time.perf_counter() - self.t
+
+
+def lightning_vs_plain(batch: int, steps: int, blocks: int) -> None:
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randint(0, 256, (batch * steps, 1, 28, 28), dtype=torch.uint8, generator=g),
+                         torch.randint(0, 10, (batch * steps,), generator=g))
+    augment = {"crop_padding": 2, "flip": True}
+
+    def lightning_run() -> float:
+        module = BWNModule(make("resnet20", True, 1, 28), 10, [0.286], [0.353], {"name": "adam", "lr": 2e-3},
+                           {"name": "constant"}, augment=augment)
+        clock = _Clock()
+        trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=pl.loggers.CSVLogger("/tmp/qbn_bench"),
+                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                             callbacks=[clock], log_every_n_steps=20, limit_val_batches=0)
+        trainer.fit(module, DataLoader(data, batch_size=batch))
+        return clock.elapsed
+
+    def plain_run() -> float:
+        net = make("resnet20", True, 1, 28)
+        mean, std = torch.tensor([0.286]).view(1, -1, 1, 1), torch.tensor([0.353]).view(1, -1, 1, 1)
+        opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+        t = time.perf_counter()
+        for i, (x, y) in enumerate(DataLoader(data, batch_size=batch)):
+            x = random_crop_flip(to_unit_float(x), 2, True, step_generator(0, 0, i, x.device))
+            loss = F.cross_entropy(net((x - mean) / std), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return time.perf_counter() - t
+
+    t_pl, t_plain = [], []
+    for _ in range(blocks):
+        t_plain.append(plain_run())
+        t_pl.append(lightning_run())
+    ratio = statistics.median(t_plain) / statistics.median(t_pl)
+    print(f"resnet20 BWN 1x28x28 batch {batch}, {steps} steps: plain {statistics.median(t_plain):.2f} s, "
+          f"Lightning {statistics.median(t_pl):.2f} s; Lightning throughput / plain = {ratio:.3f} (target >= 0.95)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--blocks", type=int, default=5)
+    p.add_argument("--batch", type=int, default=128)
+    a = p.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    bwn_over_fp("resnet20", 32, 3, a.batch, a.steps, a.blocks)
+    bwn_over_fp("resnet18", 32, 3, a.batch, max(a.steps // 4, 2), a.blocks)
+    lightning_vs_plain(a.batch, 4 * a.steps, max(a.blocks - 2, 3))
+
+
+if __name__ == "__main__":
+    main()
