@@ -1,0 +1,86 @@
+"""Export a checkpoint or run directory to a packed file; read a file's sizes; evaluate a file."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+from ..errors import QbnError
+from ..run import update_summary
+from .container import MAGIC, split
+from .sizes import size_report
+from .writer import model_spec, pack_module
+
+DEFAULT_NAME = "model.qbn"
+
+
+def export_module(module, cfg, out: str | Path | None = None, fmt: str = "packed", alpha_dtype: str = "fp32",
+                  fp_dtype: str = "fp32", fold_bn: bool = False, source: dict | None = None) -> bytes:
+    """Pack a live BWNModule built from the composed config `cfg`; write it to `out` if given."""
+    was_training = module.training
+    module.eval()
+    try:
+        buf = pack_module(module, model_spec(cfg), fmt, alpha_dtype, fp_dtype, fold_bn, source)
+    finally:
+        module.train(was_training)
+    if out is not None:
+        write_atomic(out, buf)
+    return buf
+
+
+def write_atomic(path: str | Path, buf: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(buf)
+    os.replace(tmp, path)
+
+
+def export(source: str | Path, out: str | Path | None = None, fmt: str = "packed", alpha_dtype: str = "fp32",
+           fp_dtype: str = "fp32", fold_bn: bool = False) -> Path:
+    """Pack the checkpoint (or run directory's last.ckpt) `source`; default output <run_dir>/model.qbn.
+    When the source is in a run directory, its summary.json gets the size totals."""
+    from ..kernels.sources import model_from_checkpoint, run_dir_of
+
+    source = Path(source)
+    if not source.exists():
+        raise QbnError(f"{source} does not exist: give a run directory or a checkpoint")
+    module, cfg = model_from_checkpoint(source, require_binary=False)
+    run_dir = run_dir_of(source if source.is_dir() else source.parent)
+    if out is None:
+        out = run_dir / DEFAULT_NAME
+    out = Path(out)
+    info = {"checkpoint": str(source), "run_dir": str(run_dir) if run_dir else None, "dataset": str(cfg.dataset.name),
+            "scaling": str(cfg.scaling.name) if cfg.binary.enabled else "fp", "binary": dict(cfg.binary)}
+    buf = export_module(module, cfg, out, fmt, alpha_dtype, fp_dtype, fold_bn, info)
+    if run_dir is not None:
+        totals = report_bytes(buf)["totals"]
+        update_summary(run_dir, **{f"export/{k}": v for k, v in totals.items() if v is not None},
+                       **{"export/file": str(out)})
+    return out
+
+
+def report_bytes(buf: bytes) -> dict:
+    """size_report of a file's bytes, after the loader's full validation (so a bad file is a
+    PackedFileError here too, and a freshly written file is proven loadable)."""
+    from .loader import load_bytes
+
+    load_bytes(buf)
+    header, _ = split(buf)
+    hlen = struct.unpack_from("<I", buf, 12)[0]
+    return size_report(header, hlen, len(buf))
+
+
+def is_packed_file(path: str | Path) -> bool:
+    path = Path(path)
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        return f.read(8) == MAGIC
+
+
+def header_json(buf: bytes) -> str:
+    header, _ = split(buf)
+    return json.dumps(header, indent=2)

@@ -1,0 +1,235 @@
+"""From a packed model file back to an inference nn.Module: the full-precision backbone rebuilt
+from the header (qbn.models only), its binary layers' weights expanded to alpha * B."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import models
+from ..kernels import ids_to_kernels
+from ..module import Normalize, to_unit_float
+from . import entropy
+from .container import (
+    MAX_FILE_BYTES,
+    PackedFileError,
+    check_int,
+    check_shape,
+    read_float,
+    read_raw,
+    read_uint,
+    split,
+)
+
+MAX_MODEL_NUMEL = 1 << 28  # parameters + buffers of a rebuilt backbone (1 GiB in fp32)
+_ARG_KEYS = ("num_classes", "in_channels", "image_size")
+
+
+class PackedModel(nn.Module):
+    """Inference model from a packed file: uint8 or [0, 1] images -> logits (normalisation inside)."""
+
+    def __init__(self, net: nn.Module, normalize: Normalize, header: dict):
+        super().__init__()
+        self.normalize, self.net = normalize, net
+        self.header = header
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(to_unit_float(x)))
+
+
+def build_backbone(spec: Any, device: str | torch.device = "meta") -> nn.Module:
+    """The full-precision backbone the header describes; only functions of qbn.models, only
+    plain scalar arguments (no code is named by the file beyond that list)."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("backbone"), dict):
+        raise PackedFileError("bad header: 'model' must hold a 'backbone' object")
+    kwargs = dict(spec["backbone"])
+    target = kwargs.pop("_target_", None)
+    name = target[len("qbn.models."):] if isinstance(target, str) and target.startswith("qbn.models.") else None
+    if name not in models.__all__:
+        raise PackedFileError(f"bad header: backbone {str(target)[:80]!r} is not one of qbn.models ({', '.join(models.__all__)})")
+    for key, value in kwargs.items():
+        if not isinstance(key, str) or not key.isidentifier() or key.startswith("_") or key in _ARG_KEYS:
+            raise PackedFileError(f"bad header: backbone argument {str(key)[:40]!r} is not allowed")
+        if not (value is None or isinstance(value, (bool, str, int, float))) or (isinstance(value, str) and len(value) > 64):
+            raise PackedFileError(f"bad header: backbone argument {key} must be a short scalar")
+        if isinstance(value, int) and not isinstance(value, bool):
+            check_int(value, f"backbone argument {key}", 0, 1 << 16)
+    num_classes = check_int(spec.get("num_classes"), "model.num_classes", 1, 1 << 16)
+    in_channels = check_int(spec.get("in_channels"), "model.in_channels", 1, 64)
+    image_size = check_int(spec.get("image_size"), "model.image_size", 1, 4096)
+    try:
+        with torch.device("meta"):
+            net = getattr(models, name)(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise PackedFileError(f"bad header: cannot build {name} from its arguments ({str(e)[:160]})") from None
+    numel = sum(t.numel() for t in net.state_dict().values())
+    if numel > MAX_MODEL_NUMEL:
+        raise PackedFileError(f"bad header: the model would hold {numel} values (limit {MAX_MODEL_NUMEL})")
+    if str(device) != "meta":
+        net = net.to_empty(device=device)
+    return net
+
+
+def _replace(net: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(net.get_submodule(parent) if parent else net, child, new)
+
+
+def read_header(path: str | Path) -> tuple[dict, int]:
+    """The validated header of a file (checksum checked) and the file's size in bytes."""
+    buf = read_bytes(path)
+    header, _ = split(buf)
+    return header, len(buf)
+
+
+def read_bytes(path: str | Path) -> bytes:
+    path = Path(path)
+    if not path.is_file():
+        raise PackedFileError(f"{path} does not exist or is not a file")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise PackedFileError(f"{path} is {size} bytes, larger than any packed model this reader accepts")
+    return path.read_bytes()
+
+
+def load(path: str | Path) -> PackedModel:
+    """Rebuild the inference model stored in a packed file (see docs/format.md)."""
+    return load_bytes(read_bytes(path))
+
+
+def decode_layer(name: str, entry: Any, data: memoryview, expected_shape: list[int]) -> dict[str, torch.Tensor]:
+    """A binary layer's signs (+-1 float, the weight's shape), alpha and bias, validated."""
+    what = f"layer {name}"
+    if not isinstance(entry, dict):
+        raise PackedFileError(f"bad header: {what} is not an object")
+    shape = check_shape(entry.get("shape"), what)
+    if shape != expected_shape:
+        raise PackedFileError(f"shape disagrees with the model: {what} is {shape} in the header, {expected_shape} in the model")
+    storage = entry.get("storage")
+    is3x3 = len(shape) == 4 and shape[2:] == [3, 3]
+    out: dict[str, torch.Tensor] = {}
+    if storage == "signs":
+        bits = read_uint(entry.get("signs"), data, f"{what} signs", 1)
+        if list(bits.shape) != shape:
+            raise PackedFileError(f"shape disagrees with the header: {what} signs are {list(bits.shape)}, layer is {shape}")
+        out["b"] = bits.float() * 2 - 1
+    elif storage in ("codebook", "entropy") and is3x3:
+        kernels = shape[0] * shape[1]
+        book = None
+        if "codebook" in entry:
+            book = read_uint(entry.get("codebook"), data, f"{what} codebook", 9)
+            if book.dim() != 1 or not 1 <= book.numel() <= 512:
+                raise PackedFileError(f"bad header: {what} codebook must hold 1 to 512 kernel ids")
+        if storage == "codebook":
+            if book is None:
+                raise PackedFileError(f"bad header: {what} stores codebook indices but no codebook")
+            n = max(1, (book.numel() - 1).bit_length())
+            idx = read_uint(entry.get("indices"), data, f"{what} indices", n)
+            if list(idx.shape) != shape[:2]:
+                raise PackedFileError(f"shape disagrees with the header: {what} indices are {list(idx.shape)}, expected {shape[:2]}")
+        else:
+            spec = entry.get("entropy")
+            if not isinstance(spec, dict):
+                raise PackedFileError(f"bad header: {what} has no entropy section")
+            alphabet = 512 if book is None else book.numel()
+            if spec.get("alphabet") != alphabet:
+                raise PackedFileError(f"bad header: {what} entropy alphabet {spec.get('alphabet')!r}, expected {alphabet}")
+            table = read_raw(spec.get("table"), data, f"{what} entropy table", "uint8").tobytes()
+            words = read_raw(spec.get("payload"), data, f"{what} entropy payload", "uint32")
+            idx = entropy.decode(table, words, alphabet, kernels).view(shape[0], shape[1])
+        if book is None:
+            ids = idx
+        else:
+            if idx.numel() and int(idx.max()) >= book.numel():
+                raise PackedFileError(f"index >= codebook size: {what} has index {int(idx.max())}, codebook holds {book.numel()}")
+            ids = book[idx]
+        out["b"] = ids_to_kernels(ids)
+    else:
+        raise PackedFileError(f"bad header: {what} has storage {str(storage)[:40]!r} (signs, codebook or entropy; "
+                              "codebook and entropy only for 3x3 convs)")
+    if "alpha" in entry:
+        alpha = read_float(entry["alpha"], data, f"{what} alpha")
+        if list(alpha.shape) != [shape[0]]:
+            raise PackedFileError(f"shape disagrees with the header: {what} alpha is {list(alpha.shape)}, expected [{shape[0]}]")
+        out["alpha"] = alpha
+    if "bias" in entry:
+        bias = read_float(entry["bias"], data, f"{what} bias")
+        if list(bias.shape) != [shape[0]]:
+            raise PackedFileError(f"shape disagrees with the header: {what} bias is {list(bias.shape)}, expected [{shape[0]}]")
+        out["bias"] = bias
+    return out
+
+
+def effective_weight(parts: dict[str, torch.Tensor]) -> torch.Tensor:
+    """alpha * B exactly as BinaryConv2d computes it (alpha per output channel, fp32)."""
+    b = parts["b"]
+    if "alpha" not in parts:
+        return b
+    return parts["alpha"].view(-1, *([1] * (b.dim() - 1))) * b
+
+
+@torch.no_grad()
+def load_bytes(buf: bytes) -> PackedModel:
+    """load() on bytes in memory."""
+    header, data = split(buf)
+    for key, kind in (("model", dict), ("layers", dict), ("tensors", dict), ("folded", dict)):
+        if not isinstance(header.get(key), kind):
+            raise PackedFileError(f"bad header: missing or malformed '{key}'")
+    net = build_backbone(header["model"], device="meta")
+    modules = dict(net.named_modules())
+    folded = header["folded"]
+    for conv, bn in folded.items():
+        if not isinstance(bn, str) or not isinstance(modules.get(conv), nn.Conv2d) or not isinstance(modules.get(bn), nn.BatchNorm2d):
+            raise PackedFileError(f"bad header: folded pair {str(conv)[:60]} -> {str(bn)[:60]} is not a conv and a BatchNorm of the model")
+    for bn in folded.values():
+        _replace(net, bn, nn.Identity())
+    modules = dict(net.named_modules())
+    for name in folded:
+        conv = modules[name]
+        conv.bias = nn.Parameter(torch.empty(conv.out_channels, device="meta"))
+    expected = {k: list(v.shape) for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+    net = net.to_empty(device="cpu")
+    state: dict[str, torch.Tensor] = {}
+    for name, entry in header["layers"].items():
+        module = modules.get(name)
+        if not isinstance(module, (nn.Conv2d, nn.Linear)):
+            raise PackedFileError(f"bad header: binary layer {str(name)[:80]!r} is not a conv or linear layer of the model")
+        parts = decode_layer(name, entry, data, list(module.weight.shape))
+        state[f"{name}.weight"] = effective_weight(parts)
+        if "bias" in parts:
+            state[f"{name}.bias"] = parts["bias"]
+    tensors = header["tensors"]
+    norm = {}
+    for key in ("normalize.mean", "normalize.std"):
+        norm[key] = read_float(tensors.get(key), data, key)
+    for key, entry in tensors.items():
+        if key in norm:
+            continue
+        local = key[4:] if isinstance(key, str) and key.startswith("net.") else None
+        if local not in expected or local in state:
+            raise PackedFileError(f"bad header: tensor {str(key)[:80]!r} is not a tensor of the model (or stored twice)")
+        t = read_float(entry, data, key)
+        if list(t.shape) != expected[local]:
+            raise PackedFileError(f"shape disagrees with the model: {key} is {list(t.shape)} in the header, {expected[local]} in the model")
+        state[local] = t
+    missing = [k for k in expected if k not in state]
+    if missing:
+        raise PackedFileError(f"bad header: the file lacks {len(missing)} tensors of the model (e.g. {missing[0]})")
+    for k, v in net.state_dict().items():
+        if k.endswith("num_batches_tracked"):
+            state[k] = torch.zeros_like(v)
+    net.load_state_dict(state, strict=True)
+    mean, std = norm["normalize.mean"], norm["normalize.std"]
+    channels = header["model"]["in_channels"]
+    if mean.numel() != channels or std.numel() != channels:
+        raise PackedFileError(f"shape disagrees with the model: normalisation has {mean.numel()} values, the model {channels} channels")
+    normalize = Normalize(mean.reshape(-1).tolist(), std.reshape(-1).tolist())
+    normalize.mean.copy_(mean.reshape(normalize.mean.shape))
+    normalize.std.copy_(std.reshape(normalize.std.shape))
+    model = PackedModel(net, normalize, header)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()

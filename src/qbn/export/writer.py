@@ -1,0 +1,170 @@
+"""From a BWNModule (latent weights) to the bytes of a packed model file (docs/format.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import __version__
+from ..binary import binary_layers
+from ..errors import QbnError
+from ..kernels import ids_to_kernels, is_kernel_tensor, kernel_ids
+from . import entropy
+from .container import SectionWriter, assemble
+from .fold import bn_scale_shift, conv_bn_pairs
+
+FORMATS = ("packed", "entropy")
+DTYPES = {"fp16": "float16", "fp32": "float32", "float16": "float16", "float32": "float32"}
+OPTIONAL_BUFFERS = ("fixed_signs", "fixed_mask", "codebook")
+
+
+def index_bits(codebook_size: int) -> int:
+    """Bits per codebook index: ceil(log2 K), at least 1."""
+    return max(1, (codebook_size - 1).bit_length())
+
+
+def model_spec(cfg: Any) -> dict:
+    """What the loader needs to rebuild the backbone: qbn.models function, its arguments, the
+    input shape and classes (from the run's composed config)."""
+    from ..config import to_plain
+
+    ds = cfg.dataset
+    return {"name": str(cfg.model.name), "backbone": to_plain(cfg.model.backbone),
+            "num_classes": int(ds.num_classes), "in_channels": int(ds.in_channels), "image_size": int(ds.image_size)}
+
+
+def _check_options(fmt: str, alpha_dtype: str, fp_dtype: str) -> tuple[str, str]:
+    if fmt not in FORMATS:
+        raise QbnError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    for what, d in (("--alpha-dtype", alpha_dtype), ("--fp-dtype", fp_dtype)):
+        if d not in DTYPES:
+            raise QbnError(f"{what} {d}: choose fp16 or fp32")
+    return DTYPES[alpha_dtype], DTYPES[fp_dtype]
+
+
+@torch.no_grad()
+def _layer_form(name: str, layer: nn.Module) -> dict:
+    """The stored form of a binary layer: signs or codebook + indices, alpha; checked against
+    the weight its forward computes with, exactly."""
+    w = layer.weight
+    codebook = getattr(layer, "codebook", None)
+    form: dict[str, Any] = {"alpha": layer.alpha()}
+    if codebook is not None:
+        form["codebook"] = codebook.detach().cpu().long().reshape(-1)
+        form["indices"] = layer.codebook_indices().cpu().long()
+        b = ids_to_kernels(form["codebook"][form["indices"]]).to(w.dtype)
+        form["signs"] = b > 0
+    else:
+        form["signs"] = layer.signs().cpu()
+        b = form["signs"].to(w.dtype) * 2 - 1
+    alpha = form["alpha"]
+    if alpha is not None:
+        if alpha.numel() != w.shape[0]:
+            raise QbnError(f"layer {name}: alpha has {alpha.numel()} values, expected one per output channel ({w.shape[0]})")
+        alpha = alpha.detach().cpu().to(w.dtype).reshape(-1)
+        form["alpha"] = alpha
+        expected = alpha.view(-1, *([1] * (w.dim() - 1))) * b
+    else:
+        expected = b
+    if not torch.equal(layer.effective_weight().detach().cpu(), expected):
+        raise QbnError(f"layer {name}: its forward weight is not alpha * B of its signs; cannot pack it exactly")
+    return form
+
+
+def pack_module(module: nn.Module, spec: dict, fmt: str = "packed", alpha_dtype: str = "fp32",
+                fp_dtype: str = "fp32", fold_bn: bool = False, source: dict | None = None) -> bytes:
+    """The packed file's bytes for a BWNModule-like module (`.net`, `.normalize`)."""
+    alpha_dt, fp_dt = _check_options(fmt, alpha_dtype, fp_dtype)
+    net = module.net
+    layers = binary_layers(net)
+    folded = {}
+    if fold_bn:
+        from .loader import build_backbone
+
+        folded = conv_bn_pairs(build_backbone(spec, device="meta"))
+    out = SectionWriter()
+    codebooks: dict[bytes, dict] = {}
+    header_layers: dict[str, dict] = {}
+    for name, layer in layers.items():
+        form = _layer_form(name, layer)
+        entry: dict[str, Any] = {"module": "conv2d" if isinstance(layer, nn.Conv2d) else "linear",
+                                 "shape": list(layer.weight.shape), "scaling": layer.scaling_name}
+        alpha, bias = form["alpha"], (layer.bias.detach().cpu().double() if layer.bias is not None else None)
+        if name in folded:
+            s, t = bn_scale_shift(net.get_submodule(folded[name]))
+            alpha = (alpha.double() if alpha is not None else torch.ones_like(s)) * s
+            bias = t + (s * bias if bias is not None else 0)
+        if "codebook" in form:
+            book = form["codebook"]
+            key = book.numpy().tobytes()
+            if key not in codebooks:  # a shared codebook is stored once
+                codebooks[key] = out.uint(book, 9)
+            entry["codebook"] = codebooks[key]
+        _store_weights(entry, form, out, fmt)
+        if alpha is not None:
+            entry["alpha"] = out.tensor(alpha.float(), alpha_dt)
+        if bias is not None:
+            entry["bias"] = out.tensor(bias.float(), fp_dt)
+        header_layers[name] = entry
+
+    tensors: dict[str, dict] = {}
+    for key in ("mean", "std"):
+        tensors[f"normalize.{key}"] = dict(out.tensor(getattr(module.normalize, key), "float32"), kind="normalize")
+    skip = {f"{n}.{suffix}" for n in layers for suffix in ("weight", "bias", "scaling.alpha", *OPTIONAL_BUFFERS)}
+    skip |= {f"{bn}.{k}" for bn in folded.values() for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
+    state = net.state_dict()
+    for key, t in state.items():
+        if key in skip or key.endswith("num_batches_tracked"):
+            continue
+        if not t.is_floating_point():
+            raise QbnError(f"cannot pack {key}: a non-float tensor the format does not know")
+        owner = net.get_submodule(key.rpartition(".")[0]) if "." in key else net
+        kind = "bn" if isinstance(owner, nn.modules.batchnorm._NormBase) else "fp"
+        conv = key.rpartition(".")[0]
+        if conv in folded and key.endswith(".weight"):
+            s, t_shift = bn_scale_shift(net.get_submodule(folded[conv]))
+            t = (t.double() * s.view(-1, *([1] * (t.dim() - 1)))).float()
+            bias = state.get(f"{conv}.bias")
+            shift = t_shift + (s * bias.double() if bias is not None else 0)
+            tensors[f"net.{conv}.bias"] = dict(out.tensor(shift.float(), fp_dt), kind="fp")
+        elif conv in folded and key.endswith(".bias"):
+            continue  # already folded into the shift above
+        tensors[f"net.{key}"] = dict(out.tensor(t, fp_dt), kind=kind)
+
+    header = {
+        "format": "qbn-packed", "producer": f"qbn {__version__}",
+        "model": spec, "options": {"format": fmt, "alpha_dtype": alpha_dt, "fp_dtype": fp_dt, "fold_bn": bool(fold_bn)},
+        "folded": folded, "layers": header_layers, "tensors": tensors, "source": source or {},
+        "order": ["normalize"] + [n for n, _ in net.named_modules() if n],  # for reports: definition order
+    }
+    return assemble(header, bytes(out.data))
+
+
+def _store_weights(entry: dict, form: dict, out: SectionWriter, fmt: str) -> None:
+    """Signs (1 bit each) or indices (n bits each); in the entropy format, 3x3 layers' kernel ids
+    (or indices) rANS-coded when table + payload is smaller than the packed form."""
+    qbn = "codebook" in form
+    if qbn:
+        k = int(form["codebook"].numel())
+        symbols, alphabet, bits = form["indices"], k, index_bits(k)
+        packed_bytes = (symbols.numel() * bits + 7) // 8
+    else:
+        symbols, alphabet = (kernel_ids(form["signs"]), 512) if is_kernel_tensor(form["signs"]) else (None, 0)
+        packed_bytes = (form["signs"].numel() + 7) // 8
+    if fmt == "entropy" and symbols is not None:
+        table, words = entropy.encode(symbols, alphabet)
+        if len(table) + words.nbytes < packed_bytes:
+            entry["storage"] = "entropy"
+            entry["entropy"] = {"symbols": "codebook_indices" if qbn else "kernel_ids", "alphabet": alphabet,
+                                "table": out.raw(np.frombuffer(table, dtype=np.uint8), "uint8"),
+                                "payload": out.raw(words, "uint32")}
+            return
+    if qbn:
+        entry["storage"] = "codebook"
+        entry["indices"] = out.uint(form["indices"], index_bits(int(form["codebook"].numel())))
+    else:
+        entry["storage"] = "signs"
+        entry["signs"] = out.bits(form["signs"])
