@@ -47,15 +47,16 @@ def last_flip_epochs(history: torch.Tensor, epochs: Sequence[int] | None = None)
     """L_i: the last epoch e >= 1 whose end-of-epoch sign differs from e-1's (0 if never).
 
     `epochs` labels the rows when snapshots were not taken every epoch (row r is epoch
-    epochs[r]); L_i is then the label of the last row that differs from the row before it,
-    and 0 (the first label's "never") if none does.
+    epochs[r]); L_i is then the label of the last row that differs from the row before it, and
+    the first label if none does (0 when the history starts at initialisation).
     """
+    labels = torch.arange(history.shape[0]) if epochs is None else torch.as_tensor(list(epochs))
+    labels = labels.to(device=history.device, dtype=torch.long)
+    never = labels[0].expand(history.shape[1]).clone()
     if history.shape[0] < 2:
-        return torch.zeros(history.shape[1], dtype=torch.long, device=history.device)
-    changed = history[1:] != history[:-1]                       # E x N, row e-1 is epoch e
-    labels = torch.arange(1, history.shape[0]) if epochs is None else torch.as_tensor(list(epochs)[1:])
-    labels = labels.to(device=history.device, dtype=torch.long).unsqueeze(1)
-    return torch.where(changed, labels, torch.zeros_like(labels)).amax(dim=0)
+        return never
+    changed = history[1:] != history[:-1]                       # E x N, row r-1 is row r's change
+    return torch.where(changed, labels[1:].unsqueeze(1), never.unsqueeze(0)).amax(dim=0)
 
 
 def freeze_epoch(last_flip: torch.Tensor, q: float) -> int:

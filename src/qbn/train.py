@@ -29,6 +29,7 @@ from .binary import binary_param_count
 from .build import build_callbacks, build_datamodule, build_loggers, build_module
 from .checkpoint import check_compatible, load_checkpoint
 from .errors import CheckpointError, QbnError
+from .rewind import override_keys, plan_rewind, rewind_callbacks
 from .run import read_summary, update_summary, write_json
 
 log = logging.getLogger("qbn.train")
@@ -61,14 +62,18 @@ def train(cfg: DictConfig) -> dict:
         return previous
 
     start = time.time()
+    rewind = plan_rewind(cfg, run_dir, override_keys(HydraConfig.get().overrides.task))  # may set the trunk's recipe in cfg
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
     datamodule.prepare_data()
     model = build_module(cfg)
     ckpt_path = _resume_checkpoint(cfg, run_dir)
+    resume_epoch = None
     if ckpt_path is not None:
-        check_compatible(load_checkpoint(ckpt_path)["state_dict"], model, f"checkpoint {ckpt_path}")
-        log.info("resuming from %s", ckpt_path)
+        ckpt = load_checkpoint(ckpt_path)
+        check_compatible(ckpt["state_dict"], model, f"checkpoint {ckpt_path}")
+        resume_epoch = int(ckpt.get("epoch", 0))
+        log.info("resuming from %s (after epoch %d)", ckpt_path, resume_epoch + 1)
 
     summary = {
         "status": "running", "model": cfg.model.name, "scaling": cfg.scaling.name if cfg.binary.enabled else "fp",
@@ -79,11 +84,15 @@ def train(cfg: DictConfig) -> dict:
     }
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         summary["overrides"] = list(HydraConfig.get().overrides.task)
+    if rewind is not None:
+        summary.update(rewind.summary())
     update_summary(run_dir, **summary)
 
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=build_callbacks(cfg), logger=build_loggers(cfg, run_dir, _sweep_name()),
-        default_root_dir=str(run_dir), _convert_="all")
+        cfg.trainer, callbacks=rewind_callbacks(rewind, run_dir) + build_callbacks(cfg),
+        logger=build_loggers(cfg, run_dir, _sweep_name(), resume_epoch), default_root_dir=str(run_dir), _convert_="all")
+    if ckpt_path is None and rewind is not None and rewind.resume_path is not None:
+        ckpt_path = rewind.resume_path  # weights=epoch:J: go on from the trunk's state at epoch J
     trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     if trainer.interrupted:
         raise KeyboardInterrupt
@@ -99,6 +108,14 @@ def train(cfg: DictConfig) -> dict:
     results["status"] = "completed"
     if trainer.is_global_zero:
         summary = update_summary(run_dir, **results)
+        if cfg.get("report", True):
+            try:  # the report reads the run directory only; its failure must not fail the run
+                from .report import log_figures, write_report
+
+                log.info("report: %s", write_report(run_dir))
+                log_figures(trainer.loggers, run_dir)
+            except Exception as e:  # noqa: BLE001
+                log.warning("report for %s failed: %s (rebuild it with python -m qbn.report %s)", run_dir, e, run_dir)
     _finish_wandb()
     return summary
 

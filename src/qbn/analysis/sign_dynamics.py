@@ -1,0 +1,143 @@
+"""Offline sign-dynamics analysis of a run directory's snapshots -> signs.json (STUDY.md).
+
+    python -m qbn.analysis.sign_dynamics RUN_DIR
+
+For every snapshot epoch e (row labels; epoch 0 = initialisation) and per layer and overall:
+c_e, d_e, the last-flip epoch histogram, E_0.90/E_0.95/E_0.99, the stable-sign fraction curve
+and the share of signs that end different from initialisation. Missing or unreadable snapshots
+are named in `problems` and skipped; what remains is analysed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from ..errors import QbnError
+from ..run import read_summary, run_config, update_summary, write_json
+from ..signs import (
+    SnapshotError,
+    distance_to_final,
+    epoch_changes,
+    freeze_epoch,
+    last_flip_epochs,
+    list_snapshots,
+    load_snapshot,
+    stable_fraction,
+    stack_history,
+)
+
+QUANTILES = (0.90, 0.95, 0.99)
+SIGNS_JSON = "signs.json"
+
+
+def _expected_epochs(run_dir: Path, found: list[int]) -> list[int]:
+    """Epochs the snapshot callback should have written, from the run's config and summary."""
+    cfg = run_config(run_dir)
+    every, chosen = 1, set()
+    try:
+        snap = cfg.callbacks.get("sign_snapshots") if cfg is not None else None
+        if snap:
+            every = int(snap.get("every_n_epochs") or 0)
+            chosen = {int(e) for e in (snap.get("epochs") or [])}
+    except Exception:  # noqa: BLE001  a foreign or partial config: assume every epoch
+        pass
+    summary = read_summary(run_dir) or {}
+    last = summary.get("epochs") if summary.get("status") == "completed" else None
+    last = int(last) if isinstance(last, int) else (max(found) if found else 0)
+    first = min(found) if found else 0  # a run started from an epoch-J checkpoint begins at J
+    wanted = {first, last} | {e for e in chosen if first <= e <= last}
+    if every > 0:
+        wanted |= {e for e in range(every, last + 1, every) if e >= first}
+    return sorted(wanted)
+
+
+def dynamics(history: torch.Tensor, epochs: list[int]) -> dict:
+    """Every sign-dynamics figure of one (E + 1) x N history whose rows are `epochs`."""
+    last_flip = last_flip_epochs(history, epochs)
+    e_max = epochs[-1]
+    hist = torch.bincount(last_flip, minlength=e_max + 1)[: e_max + 1]
+    stable = stable_fraction(last_flip, e_max)
+    out = {
+        "num_weights": int(history.shape[1]),
+        "c_e": epoch_changes(history).tolist(),                 # for epochs[1:]
+        "d_e": distance_to_final(history).tolist(),             # for epochs
+        "changed_from_init": float((history[-1] != history[0]).double().mean()),
+        "last_flip_histogram": [int(hist[e]) for e in epochs],  # weights whose L_i is each epoch
+        "stable_fraction": [float(stable[e]) for e in epochs],  # share with L_i <= e
+    }
+    for q in QUANTILES:
+        out[f"E_{q:.2f}"] = freeze_epoch(last_flip, q)
+    return out
+
+
+def analyze_run(run_dir: str | Path, write: bool = True) -> dict:
+    """Analyse <run_dir>/signs/*.pt; write signs.json and E_q into summary.json; return the dict."""
+    run_dir = Path(run_dir)
+    files = list_snapshots(run_dir)
+    problems: list[str] = []
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+    for epoch, path in files.items():
+        try:
+            snapshots[epoch] = load_snapshot(path)
+        except SnapshotError as e:
+            problems.append(f"epoch {epoch}: {e}")
+    missing = [e for e in _expected_epochs(run_dir, list(files)) if e not in files]
+    problems += [f"epoch {e}: snapshot {Path('signs') / f'epoch_{e:03d}.pt'} is missing" for e in missing]
+    # keep the layers (names and shapes) of the last readable snapshot; drop epochs that differ
+    if snapshots:
+        ref = snapshots[max(snapshots)]
+        for e in list(snapshots):
+            s = snapshots[e]
+            if list(s) != list(ref) or any(s[n].shape != ref[n].shape for n in ref):
+                problems.append(f"epoch {e}: snapshot layers differ from epoch {max(snapshots)}'s; skipped")
+                del snapshots[e]
+    if files and min(files) > 0:
+        problems.append(f"epoch {min(files)}: the first snapshot (no epoch 000: the run started from a checkpoint "
+                        "of epoch {0}, or epoch 000 was deleted); L_i and E_q count from it".format(min(files)))
+    epochs = sorted(snapshots)
+    result: dict = {"run_dir": str(run_dir), "epochs": epochs, "missing": missing,
+                    "problems": sorted(problems, key=lambda p: int(p.split(":")[0].split()[1]))}
+    if len(epochs) < 2:
+        result["problems"].append(f"need at least 2 readable snapshots, found {len(epochs)}: nothing to analyse")
+        result["overall"], result["layers"] = None, {}
+    else:
+        ordered = [snapshots[e] for e in epochs]
+        names = list(ordered[-1])
+        result["overall"] = dynamics(stack_history(ordered), epochs)
+        result["layers"] = {n: {"shape": list(ordered[-1][n].shape), **dynamics(stack_history(ordered, [n]), epochs)}
+                            for n in names}
+    if write:
+        write_json(run_dir / SIGNS_JSON, result)
+        if result["overall"] and (run_dir / "summary.json").exists():
+            update_summary(run_dir, **{f"signs/{k}": result["overall"][k] for k in ("E_0.90", "E_0.95", "E_0.99")},
+                           **{"signs/changed_from_init": result["overall"]["changed_from_init"]})
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m qbn.analysis.sign_dynamics RUN_DIR", file=sys.stderr)
+        return 2
+    try:
+        if not Path(argv[0]).is_dir():
+            raise QbnError(f"{argv[0]} is not a directory (give a run directory with signs/epoch_NNN.pt)")
+        result = analyze_run(argv[0])
+    except QbnError as e:
+        print(f"qbn: {e}", file=sys.stderr)
+        return 1
+    for p in result["problems"]:
+        print(f"qbn: warning: {p}", file=sys.stderr)
+    o = result["overall"]
+    if o:
+        print(f"epochs {result['epochs'][0]}..{result['epochs'][-1]}: E_0.90={o['E_0.90']} E_0.95={o['E_0.95']} "
+              f"E_0.99={o['E_0.99']}; {100 * o['changed_from_init']:.1f} % of signs end different from epoch "
+              f"{result['epochs'][0]}; wrote {Path(argv[0]) / SIGNS_JSON}")
+    return 0 if o else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

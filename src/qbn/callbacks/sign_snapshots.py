@@ -1,0 +1,87 @@
+"""Sign snapshots: <run_dir>/signs/epoch_NNN.pt at initialisation and at chosen epoch ends, and
+the sign-dynamics analysis (signs.json, E_q in summary.json) when training ends."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+
+from ..signs import list_snapshots, model_signs, save_snapshot, snapshot_path
+
+log = logging.getLogger("qbn.signs")
+
+
+class SignSnapshots(pl.Callback):
+    """Write bit-packed sign snapshots; rank zero only (all ranks hold the same weights).
+
+    Epoch 000 (initialisation) is written at the start of a fresh fit, never on resume (the
+    model then holds a later epoch's weights). Epoch e >= 1 is written at the end of epoch e
+    when e is a multiple of `every_n_epochs`, is listed in `epochs`, or is the last epoch.
+    """
+
+    def __init__(self, run_dir: str, every_n_epochs: int = 1, epochs: Sequence[int] | None = None,
+                 analyze: bool = True):
+        if every_n_epochs is not None and int(every_n_epochs) < 0:
+            raise ValueError("sign_snapshots.every_n_epochs must be >= 0 (0: only `epochs` and the last epoch)")
+        self.run_dir = Path(run_dir)
+        self.every_n_epochs = int(every_n_epochs or 0)
+        self.epochs = {int(e) for e in (epochs or [])}
+        self.analyze = analyze
+        self.saved: list[int] = []
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(every_n_epochs=self.every_n_epochs)
+
+    def wanted(self, epoch: int, last: bool) -> bool:
+        """Whether the end of `epoch` (1-based) gets a snapshot."""
+        return last or epoch in self.epochs or (self.every_n_epochs > 0 and epoch % self.every_n_epochs == 0)
+
+    def _save(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> None:
+        signs = model_signs(pl_module.net)  # every rank computes (cheap); only rank zero writes
+        if trainer.is_global_zero and signs:
+            save_snapshot(snapshot_path(self.run_dir, epoch), signs, epoch)
+            if epoch not in self.saved:
+                self.saved.append(epoch)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # A fresh start writes epoch 000. A run that starts from another run's checkpoint (a
+        # rewind to epoch J) writes its starting signs as epoch J; a resume of this run directory
+        # (snapshots already there) writes nothing: the model holds a later epoch's weights.
+        if trainer.ckpt_path is None:
+            self._save(trainer, pl_module, 0)
+        elif not list_snapshots(self.run_dir):
+            self._save(trainer, pl_module, trainer.current_epoch)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        last = trainer.max_epochs is not None and epoch >= trainer.max_epochs or trainer.should_stop
+        if self.wanted(epoch, last):
+            self._save(trainer, pl_module, epoch)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not (self.analyze and trainer.is_global_zero and list_snapshots(self.run_dir)):
+            return  # nothing to analyse (e.g. a full-precision run has no binary layers)
+        from ..analysis.sign_dynamics import analyze_run
+
+        try:
+            result = analyze_run(self.run_dir)
+        except Exception as e:  # noqa: BLE001  an instrument must not fail the run it measures
+            log.warning("sign analysis of %s failed: %s", self.run_dir, e)
+            return
+        overall = result.get("overall") or {}
+        metrics = {f"signs/{k}": float(overall[k]) for k in ("E_0.90", "E_0.95", "E_0.99") if overall.get(k) is not None}
+        if metrics:
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=trainer.global_step)
+                logger.save()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"saved": list(self.saved)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.saved = [int(e) for e in state_dict.get("saved", [])]

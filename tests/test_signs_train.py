@@ -1,0 +1,87 @@
+"""Sign instruments in real training runs through `python -m qbn.train` (slow: about a minute
+each on 2 CPU cores): the run directory gets signs/, signs.json, report.md and figures, and a run
+stopped after epoch 1 and resumed from last.ckpt gives the same sign curves and signs.json as an
+uninterrupted run with the same seed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMON = ["dataset=synthetic", "trainer.max_epochs=3", "trainer.accelerator=cpu", "callbacks.progress=null",
+          "trainer.enable_model_summary=false", "trainer.log_every_n_steps=1", "seed=3"]
+
+
+class StopAfterEpoch(pl.Callback):
+    """Stops training at the end of epoch `epoch` (1-based), like a job killed after a checkpoint."""
+
+    def __init__(self, epoch: int = 1):
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch + 1 >= self.epoch:
+            trainer.should_stop = True
+
+
+def train(*overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "qbn.train", *COMMON, *overrides], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def epoch_curves(run_dir: Path) -> dict[str, dict[int, str]]:
+    """Every signs/ and weights/ column of metrics.csv by epoch (text, compared exactly)."""
+    curves: dict[str, dict[int, str]] = {}
+    with open(run_dir / "metrics.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            for k, v in row.items():
+                if v and (k.startswith("signs/flip_ratio") or k.startswith("weights/")):
+                    curves.setdefault(k, {})[int(row["epoch"])] = v
+    return curves
+
+
+@pytest.mark.slow
+def test_short_run_writes_signs_report_and_figures(tmp_path):
+    run = tmp_path / "run"
+    train(f"hydra.run.dir={run}")
+    assert sorted(p.name for p in (run / "signs").iterdir()) == [f"epoch_00{e}.pt" for e in range(4)]
+    signs = json.loads((run / "signs.json").read_text())
+    assert signs["epochs"] == [0, 1, 2, 3] and signs["problems"] == []
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["signs/E_0.95"] == signs["overall"]["E_0.95"] and summary["status"] == "completed"
+    curves = epoch_curves(run)
+    assert set(curves["signs/flip_ratio"]) == {0, 1, 2}
+    assert any(k.startswith("signs/flip_ratio/layer") for k in curves)
+    assert any(k.startswith("weights/alpha_mean/") for k in curves)
+    report = (run / "report.md").read_text()
+    for name in ("flip_ratio", "sign_distance", "last_flip", "freeze_epochs", "weights"):
+        assert (run / "figures" / f"{name}.png").exists() and f"figures/{name}.png" in report
+
+
+@pytest.mark.slow
+def test_resumed_run_gives_the_same_sign_curves(tmp_path):
+    full, split = tmp_path / "full", tmp_path / "split"
+    train(f"hydra.run.dir={full}")
+    train(f"hydra.run.dir={split}", "+callbacks.stop._target_=test_signs_train.StopAfterEpoch")
+    assert sorted(p.name for p in (split / "signs").iterdir()) == ["epoch_000.pt", "epoch_001.pt"]
+    train(f"resume={split}")
+    a, b = epoch_curves(full), epoch_curves(split)
+    assert a.keys() == b.keys() and a == b
+    sa, sb = (json.loads((d / "signs.json").read_text()) for d in (full, split))
+    sa.pop("run_dir"), sb.pop("run_dir")
+    assert sa == sb
+    for e in range(4):
+        ta = torch.load(full / "signs" / f"epoch_00{e}.pt", weights_only=True)
+        tb = torch.load(split / "signs" / f"epoch_00{e}.pt", weights_only=True)
+        assert torch.equal(ta["bits"], tb["bits"])
