@@ -105,5 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+from .analysis import rewind as _rewind_view  # noqa: E402,F401  registers the rewinding view in VIEWS
+from .kernels import sweep as _qbn_view  # noqa: E402,F401  registers the QBN view in VIEWS
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -66,7 +66,8 @@ def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
             callbacks.append(hydra.utils.instantiate(c, _convert_="all"))
         elif c is not None:
             raise ConfigError(f"callbacks.{name} has no _target_; set callbacks.{name}=null to switch it off")
-    from .callbacks.qbn import qbn_callbacks  # QBN changes training: on with qbn.bits / qbn.budget, never switched off by callbacks=
+    # QBN changes training: on with qbn.bits / qbn.budget, never switched off by callbacks=
+    from .callbacks.qbn import qbn_callbacks
 
     return callbacks + qbn_callbacks(cfg)
 

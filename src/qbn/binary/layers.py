@@ -4,6 +4,8 @@ W_hat = alpha * B with B = sign(W) through the STE (STUDY.md).
 Optional state rides along as buffers so it is saved in checkpoints and packed files:
 - `fixed_signs` (bool, True = +1): signs fixed by rewinding; with `fixed_mask` (bool) only
   the masked weights are fixed and the rest follow sign(W).
+- `codebook` (long, 2^n kernel ids, most frequent first): QBN; each 3x3 kernel is replaced by
+  its codeword c* = argmax_{c in K} <w, c> (qbn.kernels), gradients reach W through the STE.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ class BinaryWeightMixin:
     """What every binary layer shares: binary signs, scaling, fixed signs."""
 
     # Buffers that exist only when used; loading a state dict that has them creates them.
-    optional_buffers: tuple[str, ...] = ("fixed_signs", "fixed_mask")
+    optional_buffers: tuple[str, ...] = ("fixed_signs", "fixed_mask", "codebook")
 
     def _init_binary(self, scaling: str, ste: str) -> None:
         self.scaling_name = scaling
@@ -31,6 +33,11 @@ class BinaryWeightMixin:
 
     def binary_weight(self) -> torch.Tensor:
         """B in {-1, +1}, with the STE's gradient to the latent weight where B follows it."""
+        if self.codebook is not None:
+            self._check_codebook()
+            from ..kernels.codebook import quantize_ste
+
+            return quantize_ste(self.weight, self.codebook, self.ste)
         b = sign_ste(self.weight, self.ste)
         if self.fixed_signs is not None:
             fixed = self.fixed_signs.to(b.dtype) * 2 - 1
@@ -50,6 +57,10 @@ class BinaryWeightMixin:
     @torch.no_grad()
     def signs(self) -> torch.Tensor:
         """The binary signs used in forward as a bool tensor (True = +1), no gradient."""
+        if self.codebook is not None:
+            from ..kernels.codebook import quantized_kernels
+
+            return quantized_kernels(self.weight, self.codebook) > 0
         b = sign(self.weight) > 0
         if self.fixed_signs is not None:
             b = self.fixed_signs if self.fixed_mask is None else torch.where(self.fixed_mask, self.fixed_signs, b)
@@ -59,12 +70,42 @@ class BinaryWeightMixin:
         """Fix the binary signs to `signs` (bool, True = +1); only where `mask` is True if given."""
         if signs.shape != self.weight.shape or (mask is not None and mask.shape != self.weight.shape):
             raise ValueError(f"fixed signs of shape {tuple(signs.shape)} do not fit weight {tuple(self.weight.shape)}")
+        if getattr(self, "codebook", None) is not None:
+            raise ValueError("this layer is quantized to a kernel codebook (QBN); fixed signs and a codebook cannot be combined")
         self.fixed_signs = signs.to(device=self.weight.device, dtype=torch.bool).clone()
         self.fixed_mask = None if mask is None else mask.to(device=self.weight.device, dtype=torch.bool).clone()
 
     def release_signs(self) -> None:
         self.fixed_signs = None
         self.fixed_mask = None
+
+    def set_codebook(self, ids: torch.Tensor) -> None:
+        """Quantize every 3x3 kernel to the codebook `ids` (2^n kernel ids, most frequent first)."""
+        ids = torch.as_tensor(ids).long().reshape(-1)
+        n = ids.numel().bit_length() - 1
+        if ids.numel() != 2 ** n or not 0 <= int(ids.min()) <= int(ids.max()) <= 511:
+            raise ValueError(f"a codebook holds 2^n kernel ids in 0..511, got {ids.numel()} ids")
+        self.codebook = ids.to(self.weight.device).clone()
+        self._check_codebook()
+
+    def clear_codebook(self) -> None:
+        self.codebook = None
+
+    def _check_codebook(self) -> None:
+        if not (self.weight.dim() == 4 and tuple(self.weight.shape[-2:]) == (3, 3)):
+            self.codebook = None
+            raise ValueError(f"only 3x3 binary convs take a kernel codebook; this layer's weight is {tuple(self.weight.shape)}")
+        if self.fixed_signs is not None:
+            raise ValueError("this layer has fixed signs (rewinding); fixed signs and a kernel codebook (QBN) cannot be combined")
+
+    @torch.no_grad()
+    def codebook_indices(self) -> torch.Tensor:
+        """Index into the codebook of each kernel used in forward (LongTensor O x I)."""
+        if self.codebook is None:
+            raise ValueError("this layer has no kernel codebook")
+        from ..kernels.codebook import map_to_codebook
+
+        return map_to_codebook(self.weight, self.codebook)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for name in self.optional_buffers:
@@ -74,6 +115,8 @@ class BinaryWeightMixin:
 
     def extra_repr(self) -> str:
         fixed = "" if self.fixed_signs is None else (", signs=fixed" if self.fixed_mask is None else ", signs=partly fixed")
+        if self.codebook is not None:
+            fixed += f", codebook={self.codebook.numel()}"
         return f"{super().extra_repr()}, scaling={self.scaling_name}, ste={self.ste}{fixed}"
 
 

@@ -1,0 +1,34 @@
+"""Binary-kernel statistics and QBN codebooks (STUDY.md: kernel id, entropy, coverage, QBN)."""
+
+from .codebook import (
+                       CodebookError,
+                       bits_accounting,
+                       check_bits,
+                       choose_bits_for_budget,
+                       layer_bits,
+                       map_to_codebook,
+                       quantize_ste,
+                       quantized_kernels,
+                       select_codebook,
+)
+from .stats import (
+                       NUM_IDS,
+                       coverage,
+                       entropy,
+                       histogram,
+                       ids_to_kernels,
+                       is_kernel_tensor,
+                       kernel_ids,
+                       most_frequent,
+                       summarize,
+                       symmetric_class,
+                       top_shares,
+                       uniform_coverage,
+)
+
+__all__ = [
+    "NUM_IDS", "CodebookError", "bits_accounting", "check_bits", "choose_bits_for_budget", "coverage", "entropy",
+    "histogram", "ids_to_kernels", "is_kernel_tensor", "kernel_ids", "layer_bits", "map_to_codebook",
+    "most_frequent", "quantize_ste", "quantized_kernels", "select_codebook", "summarize", "symmetric_class",
+    "top_shares", "uniform_coverage",
+]

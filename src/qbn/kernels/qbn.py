@@ -1,0 +1,182 @@
+"""Applying QBN to a backbone (plain PyTorch): which layers, n per layer (fixed or by bit
+budget), per-layer or shared codebooks counted from the latent signs, and what it changed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..binary import binary_layers
+from .codebook import (
+    MAX_BITS,
+    CodebookError,
+    bits_accounting,
+    check_bits,
+    choose_bits_for_budget,
+    select_codebook,
+)
+from .stats import NUM_IDS, coverage, histogram, is_kernel_tensor, kernel_ids
+
+CODEBOOK_MODES = ("per_layer", "shared")
+ORDERS = ("deepest_first", "shallowest_first")
+
+
+@dataclass
+class QBNSettings:
+    """The `qbn` config group (docs/kernels.md). bits None and budget None = off."""
+
+    bits: int | None = None
+    budget: float | None = None
+    codebook: str = "per_layer"
+    layers: list[str] | None = None
+    from_ckpt: str | None = None
+    refresh_every: int = 0
+    progressive: bool = False
+    progressive_order: str = "deepest_first"
+    progressive_every: int | None = None
+    fp_reference: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> QBNSettings:
+        d = dict(d or {})
+        known = {k: d.pop(k) for k in list(d) if k in cls.__dataclass_fields__ and k != "extra"}
+        s = cls(**known, extra=d)
+        s.validate()
+        return s
+
+    @property
+    def enabled(self) -> bool:
+        return self.bits is not None or self.budget is not None
+
+    def validate(self) -> None:
+        if not self.enabled:
+            stray = [k for k in ("layers", "from_ckpt", "refresh_every", "progressive") if getattr(self, k)]
+            if stray:
+                raise CodebookError(f"qbn.{stray[0]} is set but QBN is off: set qbn.bits=n (1..9) or qbn.budget=b to turn it on")
+        if self.bits is not None and self.budget is not None:
+            raise CodebookError("set either qbn.bits (n for every layer) or qbn.budget (bits per weight), not both")
+        if self.bits is not None:
+            check_bits(self.bits)
+        if self.from_ckpt == "???":
+            raise CodebookError("qbn.from_ckpt is required here: give the trained BWN's run directory or checkpoint, "
+                                "e.g. qbn.from_ckpt=outputs/bwn/2026-11-26_01-00-00_000000")
+        if self.codebook not in CODEBOOK_MODES:
+            raise CodebookError(f"qbn.codebook={self.codebook!r}: choose per_layer or shared")
+        if self.budget is not None and self.codebook != "per_layer":
+            raise CodebookError("qbn.budget chooses n per layer and needs qbn.codebook=per_layer")
+        if self.progressive_order not in ORDERS:
+            raise CodebookError(f"qbn.progressive_order={self.progressive_order!r}: choose deepest_first or shallowest_first")
+        if int(self.refresh_every) < 0 or (self.progressive_every is not None and int(self.progressive_every) < 1):
+            raise CodebookError("qbn.refresh_every must be >= 0 and qbn.progressive_every >= 1 (or null)")
+
+
+def quantizable_layers(net: nn.Module, names: list[str] | None = None) -> dict[str, nn.Module]:
+    """The 3x3 binary convs of `net` (all, or the named ones: a named layer that is not one is an error)."""
+    binary = binary_layers(net)
+    convs = {k: m for k, m in binary.items() if is_kernel_tensor(m.weight)}
+    if not names:
+        return convs
+    chosen = {}
+    for name in names:
+        if name in convs:
+            chosen[name] = convs[name]
+        elif name in binary:
+            raise CodebookError(f"qbn.layers: '{name}' has weight {tuple(binary[name].weight.shape)}; only 3x3 binary convs are quantized")
+        else:
+            raise CodebookError(f"qbn.layers: '{name}' is not a binary layer of this model; 3x3 binary convs are: {', '.join(convs)}")
+    return chosen
+
+
+def latent_histogram(layer: nn.Module) -> torch.Tensor:
+    """512-bin histogram of the kernels of sign(W) (sign(0) = +1), ignoring any codebook."""
+    return histogram(kernel_ids(layer.weight.detach() >= 0))
+
+
+def plan_bits(settings: QBNSettings, net: nn.Module, layers: dict[str, nn.Module]) -> dict[str, int]:
+    """n per quantized layer: qbn.bits everywhere, or chosen greedily to meet qbn.budget."""
+    if settings.bits is not None:
+        return {k: settings.bits for k in layers}
+    others = sum(m.weight.numel() for k, m in binary_layers(net).items() if k not in layers)
+    return choose_bits_for_budget({k: latent_histogram(m) for k, m in layers.items()}, float(settings.budget), others)
+
+
+@torch.no_grad()
+def quantize(layers: dict[str, nn.Module], bits: dict[str, int], shared: bool = False) -> dict[str, dict]:
+    """Set codebooks (2^n most frequent latent kernels; n = 9 leaves the layer as the BWN) and
+    report per layer: n, distinct kernels, coverage of the codebook, share of signs changed."""
+    for m in layers.values():
+        if m.fixed_signs is not None:
+            raise CodebookError("QBN cannot quantize a layer whose signs are fixed (rewinding): use rewind=off with qbn")
+    hists = {k: latent_histogram(m) for k, m in layers.items()}
+    shared_hist = sum(hists.values()) if shared and hists else None
+    report = {}
+    for name, layer in layers.items():
+        n = bits[name]
+        hist = hists[name]
+        before = layer.weight.detach() >= 0
+        distinct = int((hist > 0).sum())
+        entry = {"bits": n, "kernels": int(hist.sum()), "distinct": distinct}
+        if n >= MAX_BITS:
+            layer.clear_codebook()
+            entry.update(quantized=False, unchanged=True, note="n = 9: every kernel kept (the BWN itself)")
+        else:
+            book = select_codebook(shared_hist if shared else hist, n)
+            layer.set_codebook(book)
+            changed = (layer.signs() != before).float().mean().item()
+            covered = float(hist[book.to(hist.device)].sum()) / max(int(hist.sum()), 1)
+            entry.update(quantized=True, codebook_coverage=covered, signs_changed=changed,
+                         unchanged=changed == 0.0)
+            if distinct <= 2 ** n and not shared:
+                entry["note"] = f"{distinct} distinct kernels <= 2^{n}: left unchanged"
+        report[name] = entry
+    return report
+
+
+def refresh(layers: dict[str, nn.Module], shared: bool = False) -> None:
+    """Recount the codebooks of quantized layers from their current latent kernels (same sizes)."""
+    quantized = {k: m for k, m in layers.items() if m.codebook is not None}
+    hists = {k: latent_histogram(m) for k, m in quantized.items()}
+    total = sum(hists.values()) if shared and hists else None
+    for k, m in quantized.items():
+        m.set_codebook(select_codebook(total if shared else hists[k], m.codebook.numel().bit_length() - 1))
+
+
+def progressive_due(epoch: int, layers: int, max_epochs: int, every: int | None) -> int:
+    """How many layers progressive QBN has quantized by the start of `epoch` (0-based): one per
+    `every` epochs, or (every null) spread so all are quantized by the start of the last epoch."""
+    if every:
+        return min(epoch // every + 1, layers)
+    span = max(max_epochs - 1, 1)
+    return min(-(-layers * (epoch + 1) // span), layers)
+
+
+def progressive_order(layers: dict[str, nn.Module], order: str) -> list[str]:
+    """Layer names in the order progressive QBN quantizes them (definition order reversed = deepest first)."""
+    names = list(layers)
+    return names[::-1] if order == "deepest_first" else names
+
+
+def model_bits(net: nn.Module, bits: dict[str, int], shared: bool = False) -> dict:
+    """Bits per binarized weight and whole-model bytes (STUDY.md). Full-precision values count
+    32 bits: parameters and float buffers other than latent binary weights, plus one alpha per
+    output channel of each binary layer whose scale is computed from W (xnor)."""
+    binary = binary_layers(net)
+    kernels = {k: m.weight.shape[0] * m.weight.shape[1] for k, m in binary.items() if k in bits}
+    others = sum(m.weight.numel() for k, m in binary.items() if k not in bits)
+    acc = bits_accounting(kernels, bits, others, shared)
+    latent = {id(m.weight) for m in binary.values()}
+    fp_values = sum(p.numel() for p in net.parameters() if id(p) not in latent)
+    fp_values += sum(b.numel() for name, b in net.named_buffers()
+                     if b.is_floating_point() and not name.endswith(("codebook", "fixed_signs", "fixed_mask")))
+    fp_values += sum(m.weight.shape[0] for m in binary.values() if m.scaling_name == "xnor")
+    acc["full_precision_values"] = int(fp_values)
+    acc["model_bytes"] = int((acc["binary_bits"] + 7) // 8 + 4 * fp_values)
+    return acc
+
+
+def uncovered_share(hist: torch.Tensor, n: int) -> float:
+    """1 - C(2^n): the share of kernels not in a layer's own top-2^n codebook."""
+    return 1.0 - float(coverage(hist)[min(2 ** n, NUM_IDS) - 1])

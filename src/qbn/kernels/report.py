@@ -1,0 +1,57 @@
+"""The kernels / QBN section of a run's report.md (registered in qbn.report.SECTIONS)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..run import read_summary
+
+
+def kernel_section(run_dir: Path) -> str:
+    """Kernel statistics (kernels.json) and, for a QBN run, its codebooks and bits."""
+    lines: list[str] = []
+    path = Path(run_dir) / "kernels.json"
+    if path.exists():
+        stats = json.loads(path.read_text())
+        o = stats["overall"]
+        lines += ["## Binary kernels (3x3)", "",
+                  f"{o['kernels']} kernels in {len(stats['layers'])} 3x3 binary layers "
+                  f"(not counted: {', '.join(stats.get('not_counted') or []) or 'none'}).", "",
+                  "| | entropy (bits) | distinct | top-1 % | top-8 % | top-32 % |", "|---|---|---|---|---|---|",
+                  f"| all layers | {o['entropy']:.2f} | {o['distinct']} | {100 * o['top1']:.1f} | {100 * o['top8']:.1f} | {100 * o['top32']:.1f} |",
+                  "| uniform | 9.00 | 512 | 0.2 | 1.6 | 6.3 |"]
+        for name, s in stats["layers"].items():
+            lines.append(f"| {name} | {s['entropy']:.2f} | {s['distinct']} | {100 * s['top1']:.1f} | {100 * s['top8']:.1f} | {100 * s['top32']:.1f} |")
+        lines += [""] + [f"![{Path(f).stem}]({f})" for f in stats.get("figures", [])]
+    summary = read_summary(run_dir) or {}
+    if summary.get("qbn"):
+        q = summary["qbn"]
+        ns = sorted(set((summary.get("qbn_bits") or {}).values()))
+        lines += ["", "## QBN", "",
+                  f"n = {', '.join(map(str, ns)) or '-'} bits per kernel ({q.get('codebook')} codebook"
+                  f"{', budget ' + str(q['budget']) if q.get('budget') is not None else ''}"
+                  f"{', progressive' if q.get('progressive') else ''}); from {q.get('from_ckpt') or 'scratch'}.",
+                  f"Bits per binarized weight: {summary.get('bits_per_weight', float('nan')):.4f}; model size "
+                  f"{summary.get('model_bytes', 0)} bytes (computed).", "", summary.get("qbn_note", ""),
+                  f"Binary layers not quantized: {', '.join(summary.get('qbn_not_quantized') or []) or 'none'}.", "",
+                  "| layer | n | distinct before | codebook coverage % | signs changed % | note |", "|---|---|---|---|---|---|"]
+        for name, r in (summary.get("qbn_layers") or {}).items():
+            cov = r.get("codebook_coverage")
+            ch = r.get("signs_changed")
+            lines.append(f"| {name} | {r['bits']} | {r['distinct']} | {'-' if cov is None else f'{100 * cov:.1f}'} | "
+                         f"{'-' if ch is None else f'{100 * ch:.2f}'} | {r.get('note', '')} |")
+    return "\n".join(lines)
+
+
+def _register() -> None:
+    """Add kernel_section to qbn.report.SECTIONS (also when the report runs as `python -m`, i.e. __main__)."""
+    import sys
+
+    for module in (sys.modules.get("qbn.report"), sys.modules.get("__main__")):
+        sections = getattr(module, "SECTIONS", None)
+        if isinstance(sections, list) and kernel_section not in sections:
+            sections.append(kernel_section)
+
+
+_register()

@@ -1,0 +1,103 @@
+"""Kernel statistics of 3x3 binary convs (STUDY.md): kernel ids, 512-bin histograms, the
+sign-symmetric 256-class view, entropy and top-k coverage. Vectorised, no loop over kernels."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+NUM_IDS = 512
+NUM_CLASSES = 256
+_POWERS = 2 ** torch.arange(9)          # 2^j for j = 0..8, j row-major in the 3x3 kernel
+
+
+def is_kernel_tensor(t: torch.Tensor) -> bool:
+    """True for an O x I x 3 x 3 weight or sign tensor (the only kind that has kernel ids)."""
+    return t.dim() == 4 and tuple(t.shape[-2:]) == (3, 3)
+
+
+def kernel_ids(signs: torch.Tensor) -> torch.Tensor:
+    """Kernel id = sum_j [B_j > 0] 2^j (j row-major) of a bool (True = +1) or +-1 tensor
+    O x I x 3 x 3, as a LongTensor O x I."""
+    if not is_kernel_tensor(signs):
+        raise ValueError(f"kernel ids need an O x I x 3 x 3 tensor, got shape {tuple(signs.shape)}")
+    bits = signs if signs.dtype == torch.bool else signs > 0
+    flat = bits.reshape(*bits.shape[:2], 9).float()
+    # one small matmul; exact: the sums are integers below 2^24
+    return (flat @ _POWERS.to(device=flat.device, dtype=torch.float32)).long()
+
+
+def ids_to_kernels(ids: torch.Tensor) -> torch.Tensor:
+    """The +-1 float kernels of kernel ids: shape (..., 3, 3)."""
+    ids = torch.as_tensor(ids).long()
+    bits = (ids.unsqueeze(-1) >> torch.arange(9, device=ids.device)) & 1
+    return (bits.float() * 2 - 1).reshape(*ids.shape, 3, 3)
+
+
+def symmetric_class(ids: torch.Tensor) -> torch.Tensor:
+    """Sign-symmetric class min(id, 511 - id): a kernel and its negation share a class (256)."""
+    return torch.minimum(ids, NUM_IDS - 1 - ids)
+
+
+def histogram(ids: torch.Tensor, bins: int = NUM_IDS) -> torch.Tensor:
+    """Counts of each id (LongTensor of `bins`)."""
+    return torch.bincount(ids.reshape(-1).long(), minlength=bins)[:bins]
+
+
+def entropy(hist: torch.Tensor) -> float:
+    """H = -sum p log2 p in bits per kernel (0 log 0 = 0)."""
+    total = hist.sum().item()
+    if total == 0:
+        return 0.0
+    p = hist.double() / total
+    p = p[p > 0]
+    return float(-(p * torch.log2(p)).sum().item())
+
+
+def coverage(hist: torch.Tensor) -> torch.Tensor:
+    """C(k) for k = 1..len(hist): share of kernels whose id is among the k most frequent."""
+    total = max(hist.sum().item(), 1)
+    return torch.sort(hist.double(), descending=True).values.cumsum(0) / total
+
+
+def uniform_coverage(bins: int = NUM_IDS) -> torch.Tensor:
+    """The reference: C(k) = k / bins for a uniform distribution over the ids."""
+    return torch.arange(1, bins + 1, dtype=torch.float64) / bins
+
+
+def most_frequent(hist: torch.Tensor, k: int) -> torch.Tensor:
+    """The k most frequent ids, most frequent first; equal counts go to the lower id (stable)."""
+    if not 1 <= k <= hist.numel():
+        raise ValueError(f"cannot pick {k} codewords from {hist.numel()} ids")
+    return torch.sort(hist, descending=True, stable=True).indices[:k].clone()
+
+
+def top_shares(hist: torch.Tensor, ks=(1, 8, 32)) -> dict[str, float]:
+    """C(k) for the given k, keyed 'top1', 'top8', ..."""
+    cov = coverage(hist)
+    return {f"top{k}": float(cov[k - 1].item()) for k in ks}
+
+
+def summarize(hist: torch.Tensor, top: int = 32) -> dict:
+    """Everything kernels.json holds for one histogram (512 ids)."""
+    sym = torch.zeros(NUM_CLASSES, dtype=torch.long).index_add_(0, symmetric_class(torch.arange(NUM_IDS)), hist.long().cpu())
+    order = most_frequent(hist, min(top, hist.numel()))
+    total = int(hist.sum().item())
+    return {
+        "kernels": total,
+        "distinct": int((hist > 0).sum().item()),
+        "entropy": entropy(hist),
+        "entropy_symmetric": entropy(sym),
+        **top_shares(hist),
+        "uniform": {f"top{k}": k / NUM_IDS for k in (1, 8, 32)},
+        "coverage": [round(float(c), 6) for c in coverage(hist)],
+        "top_ids": [int(i) for i in order],
+        "top_counts": [int(hist[i]) for i in order],
+        "histogram": [int(c) for c in hist],
+        "histogram_symmetric": [int(c) for c in sym],
+    }
+
+
+def max_entropy_bits() -> float:
+    return math.log2(NUM_IDS)
