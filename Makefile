@@ -32,8 +32,11 @@ test-all: install ## every test, the slow ones too
 lint: install ## ruff
 	$(BIN)/ruff check src tests experiments
 
-bench: install ## benchmarks (print ratios, not tests)
+bench: install ## benchmarks (print ratios measured in one run; not tests)
 	$(BIN)/python experiments/bench/step_time.py
+	$(BIN)/python experiments/bench/sign_instruments.py
+	$(BIN)/python experiments/bench/kernels_qbn.py
+	$(BIN)/python experiments/bench/export_sizes.py
 
 clean: ## remove the virtual environment and caches (keeps data/ and outputs/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -19,9 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 FASHION_MNIST_AVAILABLE = (ROOT / "data" / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte").exists() or Path(
     "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists()
 
-# Small, quiet runs for tests: synthetic data, one epoch, no progress bar or report.
+# Small, quiet runs for tests: synthetic data, one epoch, no progress bar, report or kernel figures
+# (drawing figures is most of a tiny run's time; test_cli_run_writes_complete_run_directory checks them).
 TINY = ["dataset=synthetic", "trainer.max_epochs=1", "callbacks.progress=null", "trainer.enable_model_summary=false",
-        "report=false"]
+        "report=false", "callbacks.kernel_stats.figures=false"]
 
 
 def compose_cfg(run_dir: Path, overrides: list[str] | None = None):

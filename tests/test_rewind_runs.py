@@ -19,7 +19,7 @@ from .helpers import compose_cfg
 
 # what every run here shares; the rewound runs leave trainer.max_epochs to the trunk
 QUIET = ["dataset=synthetic", "callbacks.progress=null", "trainer.enable_model_summary=false", "report=false",
-         "trainer.accelerator=cpu"]
+         "trainer.accelerator=cpu", "callbacks.kernel_stats.figures=false"]
 
 
 def _compose(run_dir: Path, overrides: list[str]):
@@ -75,8 +75,7 @@ def test_final_signs_with_last_weights_reproduce_the_trunk(trunk):
     assert _listing(d) == before  # never writes into the trunk's directory
 
 
-@pytest.mark.slow
-def test_rewound_from_init_trains_with_signs_fixed_to_s_k(trunk):
+def test_rewound_from_init_trains_with_signs_fixed_to_s_k(trunk):  # the default run's rewinding test
     out, d, summary = trunk
     before = _listing(d)
     rw = _rewound(out, "k1", "rewind.signs=epoch:1", "rewind.weights=init")

@@ -10,6 +10,7 @@ import torch
 from hydra.errors import HydraException
 from omegaconf import open_dict
 
+from qbn.aggregate import main as aggregate_main
 from qbn.build import build_module
 from qbn.checkpoint import check_compatible, load_checkpoint
 from qbn.errors import CheckpointError, ConfigError
@@ -108,7 +109,8 @@ def test_cli_run_writes_complete_run_directory(tmp_path):
     r = run_cli("qbn.train", "dataset=digits", "trainer.max_epochs=1", f"paths.output_dir={out}", "name=cli")
     assert r.returncode == 0, r.stderr[-3000:]
     (run,) = list((out / "cli").iterdir())
-    for f in (".hydra/config.yaml", "summary.json", "metrics.csv", "checkpoints/last.ckpt"):
+    for f in (".hydra/config.yaml", "summary.json", "metrics.csv", "checkpoints/last.ckpt", "kernels.json",
+              "report.md", "figures/kernels_coverage.png", "figures/kernels_top32.png"):
         assert (run / f).exists(), f
     summary = json.loads((run / "summary.json").read_text())
     for key in ("status", "test/acc", "val/acc_best", "epochs", "params", "binarized_params", "model", "scaling",
@@ -131,7 +133,7 @@ def test_cli_unknown_model(tmp_path):
     assert r.returncode != 0 and "Available options" in r.stderr and "resnet20" in r.stderr
 
 
-def test_cli_multirun_two_jobs_and_failure_isolation(tmp_path):
+def test_cli_multirun_two_jobs_and_failure_isolation(tmp_path, capsys):
     r = run_cli("qbn.train", "-m", "dataset=digits", "trainer.max_epochs=1", "seed=0,1", f"paths.output_dir={tmp_path}",
                 "name=sweep")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -140,6 +142,12 @@ def test_cli_multirun_two_jobs_and_failure_isolation(tmp_path):
     assert (sweep / "results.csv").exists() and "seeds" in (sweep / "results.md").read_text()
     seeds = [json.loads((sweep / j / "summary.json").read_text())["seed"] for j in ("0", "1")]
     assert seeds == [0, 1]
+    # python -m qbn.aggregate rebuilds results.md from the job directories alone
+    (sweep / "results.md").unlink()
+    assert aggregate_main([str(sweep)]) == 0
+    assert "seeds" in (sweep / "results.md").read_text() and "seeds" in capsys.readouterr().out
+    (tmp_path / "empty").mkdir()
+    assert aggregate_main([str(tmp_path / "empty")]) == 1 and aggregate_main([]) == 2
     # one failing job (a bad val_size) does not stop the other; the sweep exits non-zero at the end
     r = run_cli("qbn.train", "-m", "dataset=digits", "trainer.max_epochs=1", "dataset.val_size=0.1,5000",
                 f"paths.output_dir={tmp_path}", "name=bad")

@@ -23,7 +23,7 @@ def _pct(x: float) -> str:
 
 def write_csv(path: Path, rows: list[dict]) -> None:
     columns = ["job", "status", "group", *KEY_METRICS]
-    extra = sorted({k for r in rows for k in r if k not in columns and k not in ("overrides", "error")
+    extra = sorted({k for r in rows for k in r if k not in columns and k not in ("overrides", "error", "varying")
                     and isinstance(r[k], (int, float, str, bool)) and not isinstance(r[k], dict)})
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=[*columns, *extra, "overrides", "error"], extrasaction="ignore")

@@ -22,7 +22,8 @@ import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from . import config as _config  # noqa: F401  (registers resolvers before Hydra composes)
 from .binary import binary_param_count
@@ -30,9 +31,12 @@ from .build import build_callbacks, build_datamodule, build_loggers, build_modul
 from .checkpoint import check_compatible, load_checkpoint
 from .errors import CheckpointError, QbnError
 from .rewind import override_keys, plan_rewind, rewind_callbacks
-from .run import read_summary, update_summary, write_json
+from .run import read_summary, update_summary
 
 log = logging.getLogger("qbn.train")
+
+# Ctrl-C and SIGTERM (a cluster's time limit, a killed job): the run can resume from last.ckpt.
+STOPPED = (KeyboardInterrupt, SIGTERMException)
 
 
 def _run_dir() -> Path:
@@ -134,9 +138,9 @@ def _record_failure(error: BaseException) -> None:
         run_dir = _run_dir()
     except ValueError:
         return
-    status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+    status = "interrupted" if isinstance(error, STOPPED) else "failed"
     update_summary(run_dir, status=status, error=f"{type(error).__name__}: {error}")
-    if not isinstance(error, (QbnError, KeyboardInterrupt)):
+    if not isinstance(error, (QbnError, *STOPPED)):
         (run_dir / "error.txt").write_text("".join(traceback.format_exception(error)))
 
 
@@ -150,11 +154,13 @@ def main(cfg: DictConfig) -> float | None:
         multirun = HydraConfig.get().mode == RunMode.MULTIRUN
         if isinstance(e, QbnError):
             print(f"qbn: {e}", file=sys.stderr)
-        elif not isinstance(e, KeyboardInterrupt):
+        elif isinstance(e, STOPPED):
+            log.error("run stopped by %s; resume it with resume=%s", type(e).__name__, _run_dir())
+        else:
             log.error("run failed: %s (traceback in %s/error.txt)", e, _run_dir())
-        if multirun and not isinstance(e, KeyboardInterrupt):
+        if multirun and not isinstance(e, STOPPED):
             return None  # the other jobs go on; the sweep exits non-zero at its end
-        sys.exit(130 if isinstance(e, KeyboardInterrupt) else 1)
+        sys.exit(130 if isinstance(e, STOPPED) else 1)
     acc = summary.get("test/acc")
     if acc is not None:
         log.info("test accuracy %.2f %% (%s)", 100 * acc, _run_dir())

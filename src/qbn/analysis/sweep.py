@@ -37,13 +37,19 @@ def read_rows(sweep_dir: Path) -> list[dict]:
         row = {"job": d.name, **summary}
         row["overrides"] = job_overrides(d)
         rows.append(row)
+    # A setting is named by the overrides that differ between jobs; the shared ones say nothing.
+    keys = {k for r in rows for k in r["overrides"]}
+    varying = sorted(k for k in keys if len({r["overrides"].get(k) for r in rows}) > 1)
+    for r in rows:
+        r["varying"] = varying
     return rows
 
 
 def group_key(row: dict, ignore: tuple[str, ...] = ("seed",)) -> str:
     """The run's setting without the seed: rows with the same key are repeats."""
-    items = [f"{k}={v}" for k, v in sorted(row["overrides"].items()) if k not in ignore]
-    return " ".join(items) or "(defaults)"
+    keys = row.get("varying", sorted(row["overrides"]))
+    items = [f"{k}={row['overrides'].get(k, '(default)')}".replace("\\:", ":") for k in keys if k not in ignore]
+    return " ".join(items) or "(all jobs)"
 
 
 def mean_std(values: list[float]) -> tuple[float, float, int]:

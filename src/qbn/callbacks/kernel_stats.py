@@ -23,22 +23,26 @@ def summary_fields(stats: dict) -> dict:
     return {"kernels/entropy": o["entropy"], "kernels/top1": o["top1"], "kernels/top8": o["top8"], "kernels/top32": o["top32"]}
 
 
-def write_run_kernels(run_dir: str | Path, signs: dict, layers: list[str] | None = None, **meta) -> dict:
-    """kernels.json + figures for `signs` in `run_dir` (shared by the callback and the CLI)."""
+def write_run_kernels(run_dir: str | Path, signs: dict, layers: list[str] | None = None, figures: bool = True,
+                      **meta) -> dict:
+    """kernels.json + figures (unless figures=False) for `signs` in `run_dir` (shared by the callback and the CLI)."""
     stats = kernel_stats(signs, run_dir=run_dir, **meta)
     write_kernel_stats(run_dir, stats)
-    stats["figures"] = [str(p.relative_to(run_dir)) for p in write_figures(stats, Path(run_dir) / "figures", layers)]
-    write_kernel_stats(run_dir, stats)
+    if figures:
+        stats["figures"] = [str(p.relative_to(run_dir)) for p in write_figures(stats, Path(run_dir) / "figures", layers)]
+        write_kernel_stats(run_dir, stats)
     return stats
 
 
 class KernelStats(pl.Callback):
-    """Write kernel statistics at fit end, and every `every_n_epochs` epochs when > 0."""
+    """Write kernel statistics at fit end, and every `every_n_epochs` epochs when > 0; figures=False
+    keeps only kernels.json (drawing the figures is most of the cost in short runs and tests)."""
 
-    def __init__(self, run_dir: str, every_n_epochs: int = 0, layers: list[str] | None = None):
+    def __init__(self, run_dir: str, every_n_epochs: int = 0, layers: list[str] | None = None, figures: bool = True):
         self.run_dir = Path(run_dir)
         self.every_n_epochs = int(every_n_epochs or 0)
         self.layers = list(layers) if layers else None
+        self.figures = bool(figures)
 
     @property
     def state_key(self) -> str:
@@ -48,7 +52,7 @@ class KernelStats(pl.Callback):
         signs = live_signs(pl_module)
         if not signs or not trainer.is_global_zero:
             return None
-        stats = write_run_kernels(self.run_dir, signs, self.layers, epoch=epoch)
+        stats = write_run_kernels(self.run_dir, signs, self.layers, self.figures, epoch=epoch)
         self._to_wandb(trainer, stats)
         return stats
 

@@ -44,7 +44,8 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    def __init__(self, depth: int, num_classes: int = 10, in_channels: int = 3, shortcut: str = "A", width: int = 16):
+    def __init__(self, depth: int, num_classes: int = 10, in_channels: int = 3, shortcut: str = "A", width: int = 16,
+                 init: str = "kaiming"):
         super().__init__()
         if (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
@@ -63,9 +64,15 @@ class CifarResNet(nn.Module):
             layers.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3 = layers
         self.fc = nn.Linear(in_planes, num_classes)
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight)
+        # "kaiming": He et al.'s normal init (std sqrt(2 / fan_in)); "torch": PyTorch's default
+        # (kaiming_uniform with a = sqrt(5), std sqrt(1 / (3 fan_in)), 2.4x smaller). For a BWN the
+        # latent weights' scale against Adam's step size sets how often signs flip.
+        if init not in ("kaiming", "torch"):
+            raise ValueError(f"init must be 'kaiming' or 'torch', got {init!r}")
+        if init == "kaiming":
+            for m in self.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    nn.init.kaiming_normal_(m.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.bn1(self.conv1(x)))
@@ -74,13 +81,13 @@ class CifarResNet(nn.Module):
         return self.fc(x)
 
 
-def resnet20(num_classes: int = 10, in_channels: int = 3, shortcut: str = "A", **_) -> CifarResNet:
-    return CifarResNet(20, num_classes, in_channels, shortcut)
+def resnet20(num_classes: int = 10, in_channels: int = 3, shortcut: str = "A", init: str = "kaiming", **_) -> CifarResNet:
+    return CifarResNet(20, num_classes, in_channels, shortcut, init=init)
 
 
-def resnet32(num_classes: int = 10, in_channels: int = 3, shortcut: str = "A", **_) -> CifarResNet:
-    return CifarResNet(32, num_classes, in_channels, shortcut)
+def resnet32(num_classes: int = 10, in_channels: int = 3, shortcut: str = "A", init: str = "kaiming", **_) -> CifarResNet:
+    return CifarResNet(32, num_classes, in_channels, shortcut, init=init)
 
 
-def resnet56(num_classes: int = 10, in_channels: int = 3, shortcut: str = "A", **_) -> CifarResNet:
-    return CifarResNet(56, num_classes, in_channels, shortcut)
+def resnet56(num_classes: int = 10, in_channels: int = 3, shortcut: str = "A", init: str = "kaiming", **_) -> CifarResNet:
+    return CifarResNet(56, num_classes, in_channels, shortcut, init=init)

@@ -1,0 +1,68 @@
+"""Fast integration tests of the entry points that otherwise run only under -m slow: QBN fine-tuning
+from a trained BWN (qbn.train), then python -m qbn.kernels and python -m qbn.report on its run
+directory (their main(), in-process, on tiny synthetic runs of a few seconds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from qbn.kernels.__main__ import main as kernels_main
+from qbn.report import main as report_main
+from qbn.train import train
+
+from .helpers import TINY, compose_cfg
+
+QUICK = [*TINY, "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
+
+
+def _train(run_dir: Path, *overrides: str) -> dict:
+    """qbn.train in-process, saving .hydra/config.yaml as the Hydra app would."""
+    cfg = compose_cfg(run_dir, [*QUICK, *overrides])
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), run_dir / ".hydra" / "config.yaml",
+                   resolve=True)
+    return train(cfg)
+
+
+@pytest.fixture(scope="module")
+def bwn_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("bwn") / "run"
+    assert _train(run_dir)["status"] == "completed"
+    return run_dir
+
+
+def test_qbn_finetune_then_kernels_and_report(bwn_run, tmp_path, capsys):
+    run_dir = tmp_path / "qbn"
+    summary = _train(run_dir, "qbn.bits=4", f"qbn.from_ckpt={bwn_run}")
+    assert summary["status"] == "completed" and summary["qbn"]["bits"] == 4
+    assert 0 < summary["bits_per_weight"] < 1 and summary["model_bytes"] > 0
+    assert set(summary["qbn_bits"].values()) == {4}
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    books = {k[: -len(".codebook")]: v for k, v in state.items() if k.endswith(".codebook")}
+    assert len(books) == len(summary["qbn_bits"]) and all(len(b) <= 2 ** 4 for b in books.values())
+    stats = json.loads((run_dir / "kernels.json").read_text())
+    for name, layer_stats in stats["layers"].items():       # after fine-tuning steps: only codewords
+        used = {i for i, c in enumerate(layer_stats["histogram"]) if c}
+        assert used <= set(books["net." + name].tolist())
+
+    # python -m qbn.kernels reads the QBN checkpoint (quantized signs) the same way, and draws
+    out = tmp_path / "offline"
+    assert kernels_main([str(run_dir), "--out", str(out)]) == 0
+    assert "entropy" in capsys.readouterr().out
+    offline = json.loads((out / "kernels.json").read_text())
+    assert offline["overall"]["histogram"] == stats["overall"]["histogram"]
+    assert offline["figures"] and all((out / f).stat().st_size > 0 for f in offline["figures"])
+    assert kernels_main([str(tmp_path / "nothing")]) == 1
+    assert capsys.readouterr().err.startswith("qbn: ")
+
+    # python -m qbn.report rebuilds report.md and the figures from the run directory alone
+    assert report_main([str(run_dir)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    report = (run_dir / "report.md").read_text()
+    assert f"{100 * summary['test/acc']:.2f}" in report and "QBN" in report
+    assert report_main([]) == 2
