@@ -31,7 +31,7 @@ from .build import build_callbacks, build_datamodule, build_loggers, build_modul
 from .checkpoint import check_compatible, load_checkpoint
 from .errors import CheckpointError, QbnError
 from .rewind import override_keys, plan_rewind, rewind_callbacks
-from .run import read_summary, update_summary
+from .run import SUMMARY, read_summary, update_summary, write_json
 
 log = logging.getLogger("qbn.train")
 
@@ -90,7 +90,10 @@ def train(cfg: DictConfig) -> dict:
         summary["overrides"] = list(HydraConfig.get().overrides.task)
     if rewind is not None:
         summary.update(rewind.summary())
-    update_summary(run_dir, **summary)
+    if ckpt_path is None:  # a fresh start: nothing stale (an earlier attempt's error) may survive
+        write_json(run_dir / SUMMARY, summary)
+    else:
+        update_summary(run_dir, error=None, **summary)
 
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=rewind_callbacks(rewind, run_dir) + build_callbacks(cfg),
