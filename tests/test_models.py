@@ -52,3 +52,14 @@ def test_shortcut_b_has_1x1_convs():
     assert any(isinstance(x, torch.nn.Conv2d) and x.kernel_size == (1, 1) for x in m.modules())
     with pytest.raises(ValueError):
         resnet20(shortcut="C")
+
+
+@pytest.mark.parametrize(("init", "factor"), [("kaiming", 2.0), ("torch", 1 / 3)])
+def test_cifar_resnet_init_scale(init, factor):
+    torch.manual_seed(0)
+    conv = resnet56(num_classes=10, in_channels=3, init=init).layer3[0].conv2  # 64 x 64 x 3 x 3
+    fan_in = conv.weight[0].numel()
+    expected_std = (factor / fan_in) ** 0.5  # He normal: 2 / fan_in; PyTorch default: 1 / (3 fan_in)
+    assert abs(conv.weight.std().item() / expected_std - 1) < 0.05
+    with pytest.raises(ValueError, match="init"):
+        resnet20(init="xavier")

@@ -45,7 +45,7 @@ class BasicBlock(nn.Module):
 
 class CifarResNet(nn.Module):
     def __init__(self, depth: int, num_classes: int = 10, in_channels: int = 3, shortcut: str = "A", width: int = 16,
-                 init: str = "kaiming"):
+                 init: str = "torch"):
         super().__init__()
         if (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
@@ -81,13 +81,13 @@ class CifarResNet(nn.Module):
         return self.fc(x)
 
 
-def resnet20(num_classes: int = 10, in_channels: int = 3, shortcut: str = "A", init: str = "kaiming", **_) -> CifarResNet:
+def resnet20(num_classes: int = 10, in_channels: int = 3, shortcut: str = "A", init: str = "torch", **_) -> CifarResNet:
     return CifarResNet(20, num_classes, in_channels, shortcut, init=init)
 
 
-def resnet32(num_classes: int = 10, in_channels: int = 3, shortcut: str = "A", init: str = "kaiming", **_) -> CifarResNet:
+def resnet32(num_classes: int = 10, in_channels: int = 3, shortcut: str = "A", init: str = "torch", **_) -> CifarResNet:
     return CifarResNet(32, num_classes, in_channels, shortcut, init=init)
 
 
-def resnet56(num_classes: int = 10, in_channels: int = 3, shortcut: str = "A", init: str = "kaiming", **_) -> CifarResNet:
+def resnet56(num_classes: int = 10, in_channels: int = 3, shortcut: str = "A", init: str = "torch", **_) -> CifarResNet:
     return CifarResNet(56, num_classes, in_channels, shortcut, init=init)
