@@ -135,13 +135,15 @@ def main() -> None:
             print(line)
             notes.append(f"{label}: layer entropy {min(h.values()):.2f}..{max(h.values()):.2f} bits; "
                          f"{entropy_check(module, ent, bwn)}")
-        torch.manual_seed(0)
-        module = build_module(cfg).eval()
-        layers = quantizable_layers(module.net)
-        quantize(layers, {k: 5 for k in layers})
-        for fmt in ("packed", "entropy"):
-            _, line = report(f"{model} QBN n=5 (init)", module, cfg, fmt, ckpt, step)
-            print(line)
+        for shared in (False, True):  # per-layer codebooks (9 x 32 bits each) or one shared codebook
+            torch.manual_seed(0)
+            module = build_module(cfg).eval()
+            layers = quantizable_layers(module.net)
+            quantize(layers, {k: 5 for k in layers}, shared=shared)
+            for fmt in ("packed", "entropy"):
+                kind = "shared codebook" if shared else "per-layer codebooks"
+                _, line = report(f"{model} QBN n=5, {kind} (init)", module, cfg, fmt, ckpt, step)
+                print(line)
     for run_dir in args.ckpt:
         from qbn.kernels.sources import model_from_checkpoint
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -66,6 +67,10 @@ def train(cfg: DictConfig) -> dict:
         return previous
 
     start = time.time()
+    # cuDNN convolutions default to TF32 on Ampere and later GPUs even at "32-true" precision:
+    # a GPU run's test accuracy then differs from the same weights evaluated in fp32 (measured:
+    # 92.96 % on an H200 against 92.86 % on the CPU and from the packed file).
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = bool(cfg.get("allow_tf32", False))
     rewind = plan_rewind(cfg, run_dir, override_keys(HydraConfig.get().overrides.task))  # may set the trunk's recipe in cfg
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
