@@ -20,7 +20,6 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -28,7 +27,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from . import config as _config  # noqa: F401  (registers resolvers before Hydra composes)
 from .binary import binary_param_count
-from .build import build_callbacks, build_datamodule, build_loggers, build_module
+from .build import build_callbacks, build_datamodule, build_loggers, build_module, set_tf32
 from .checkpoint import check_compatible, load_checkpoint
 from .errors import CheckpointError, QbnError
 from .rewind import override_keys, plan_rewind, rewind_callbacks
@@ -67,10 +66,7 @@ def train(cfg: DictConfig) -> dict:
         return previous
 
     start = time.time()
-    # cuDNN convolutions default to TF32 on Ampere and later GPUs even at "32-true" precision:
-    # a GPU run's test accuracy then differs from the same weights evaluated in fp32 (measured:
-    # 92.96 % on an H200 against 92.86 % on the CPU and from the packed file).
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = bool(cfg.get("allow_tf32", False))
+    set_tf32(bool(cfg.get("allow_tf32", False)))
     rewind = plan_rewind(cfg, run_dir, override_keys(HydraConfig.get().overrides.task))  # may set the trunk's recipe in cfg
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
