@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from .analysis.figures import pyplot, save_figure
 from .analysis.sweep import KEY_METRICS, group_key, mean_std, read_rows
 
 VIEWS: list[Callable[[Path, list[dict]], str]] = []
@@ -47,10 +48,7 @@ def summary_table(rows: list[dict]) -> list[dict]:
 
 
 def plot_groups(path: Path, table: list[dict]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = [t for t in table if t["n"]]
     if not rows:
@@ -62,10 +60,7 @@ def plot_groups(path: Path, table: list[dict]) -> None:
     ax.set_ylim(max(0, lo - 5), 100)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("test accuracy, mean and std over seeds")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def aggregate(sweep_dir: str | Path) -> list[dict]:

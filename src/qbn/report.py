@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from .analysis.figures import pyplot, save_figure
 from .errors import QbnError
 
 log = logging.getLogger("qbn.report")
@@ -64,13 +65,6 @@ def read_signs(run_dir: Path) -> dict | None:
     return json.loads(path.read_text())
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _save(fig, run_dir: Path, name: str) -> str:
@@ -81,14 +75,12 @@ def _save(fig, run_dir: Path, name: str) -> str:
     for ax in fig.axes:
         if "epoch" in ax.get_xlabel():
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _plt().close(fig)
+    save_figure(fig, path, dpi=110)
     return f"{FIGURES}/{name}"
 
 
 def _layer_colors(n: int):
-    cmap = _plt().get_cmap("viridis")
+    cmap = pyplot().get_cmap("viridis")
     return [cmap(i / max(n - 1, 1)) for i in range(n)]
 
 
@@ -122,7 +114,7 @@ def flip_section(run_dir: Path) -> str:
     m = {k: v for k, v in m.items() if k.startswith("signs/flip_ratio/")}  # not the per-step column
     if not overall:
         return ""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     layers = list(m)  # metrics.csv column order: shallow to deep for the backbones' layer names
     for color, key in zip(_layer_colors(len(layers)), layers, strict=False):
@@ -155,7 +147,7 @@ def signs_section(run_dir: Path) -> str:
     if not o:
         return "\n".join(lines)
     epochs = signs["epochs"]
-    plt = _plt()
+    plt = pyplot()
     qs = [k for k in o if k.startswith("E_")]
     q_colors = dict(zip(qs, ["#228833", "#ee7733", "#cc3311"], strict=False))
 
@@ -223,7 +215,7 @@ def weights_section(run_dir: Path) -> str:
     m = read_epoch_metrics(run_dir, "weights/")
     if not m:
         return ""
-    plt = _plt()
+    plt = pyplot()
     panels = [("l2", "latent L2 norm"), ("mean_abs", "mean |W|"), ("clip_share", "share with |W| <= 1"),
               ("alpha_mean", "alpha mean (band: min..max)")]
     fig, axes = plt.subplots(2, 2, figsize=(10, 6.5))

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from ..run import read_summary
+from .figures import pyplot, save_figure
 from .sweep import mean_std
 
 CONTROLS = ("random", "final")
@@ -55,10 +56,7 @@ def _trunk_info(trunk: str) -> dict:
 def plot_rewind(path: Path, trunk: dict, groups: list[dict]) -> None:
     """Accuracy against K (mean and std over seeds) per weights rewind point; trunk line; controls
     as marks; share of signs final at K on the right axis."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -106,10 +104,7 @@ def plot_rewind(path: Path, trunk: dict, groups: list[dict]) -> None:
     ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="lower right")
     ax.set_title("rewound runs: test accuracy against K (mean ± std over seeds)", fontsize=10)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def rewind_view(sweep_dir: Path, rows: list[dict]) -> str:

@@ -8,16 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..analysis.figures import pyplot, save_figure
 from .stats import NUM_IDS, ids_to_kernels
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _short(name: str) -> str:
@@ -27,7 +19,7 @@ def _short(name: str) -> str:
 
 def coverage_figure(stats: dict, path: Path) -> Path:
     """Top-k coverage C(k) per layer and overall against the uniform distribution (k/512)."""
-    plt = _plt()
+    plt = pyplot()
     k = np.arange(1, NUM_IDS + 1)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     layers = stats["layers"]
@@ -53,7 +45,7 @@ def coverage_figure(stats: dict, path: Path) -> Path:
 
 def top_kernels_figure(summaries: dict[str, dict], path: Path, top: int = 32) -> Path:
     """The top kernels as 3x3 tiles (white = +1, black = -1) with their share, one row block per entry."""
-    plt = _plt()
+    plt = pyplot()
     cols = 8
     rows_per = (top + cols - 1) // cols
     nrows = rows_per * len(summaries)
@@ -81,7 +73,7 @@ def top_kernels_figure(summaries: dict[str, dict], path: Path, top: int = 32) ->
 
 def entropy_figure(stats: dict, path: Path) -> Path:
     """Entropy per layer (bits per kernel) against the 9-bit maximum."""
-    plt = _plt()
+    plt = pyplot()
     names = list(stats["layers"])
     fig, ax = plt.subplots(figsize=(max(5, 0.35 * len(names) + 2), 3.8))
     ax.bar(range(len(names)), [stats["layers"][n]["entropy"] for n in names], color="#4477aa")
@@ -101,7 +93,7 @@ def history_figure(stats: dict, path: Path) -> Path | None:
     hist = stats.get("history") or {}
     if len(hist) < 2:
         return None
-    plt = _plt()
+    plt = pyplot()
     epochs = sorted(int(e) for e in hist)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.6))
     a1.plot(epochs, [hist[str(e)]["entropy"] for e in epochs], marker="o", color="black")
@@ -120,11 +112,7 @@ def history_figure(stats: dict, path: Path) -> Path | None:
 
 
 def _save(fig, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    _plt().close(fig)
-    return path
+    return save_figure(fig, path, tight=False)  # these figures set their own layout
 
 
 def shown_layers(stats: dict, chosen: list[str] | None = None) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..analysis.figures import pyplot, save_figure
 from ..analysis.sweep import mean_std
 from ..run import read_summary
 
@@ -71,10 +72,7 @@ def qbn_table(rows: list[dict]) -> list[dict]:
 
 
 def plot(path: Path, table: list[dict], refs: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     x = [t["bits_per_weight"] for t in table]
@@ -95,10 +93,7 @@ def plot(path: Path, table: list[dict], refs: dict) -> None:
     ax.set_title("QBN: accuracy against bits per binarized weight")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def qbn_view(sweep_dir: Path, rows: list[dict]) -> str:
