@@ -1,18 +1,21 @@
 """Benchmark (not a test): training-step cost of qbn's BWN and of its Lightning loop, CPU.
 
 1. BWN / FP: one training step (forward, backward, Adam step) of the binary-weight model over
-   the same backbone in full precision, same batch; blocks of steps alternate between the two in
-   one run and the ratio of medians is printed. Target: <= 1.05.
+   the same backbone in full precision, same batch. Each round runs one step of every model in a
+   shuffled order, so drift and neighbours' load fall on all of them alike; the ratio of median
+   step times is printed. Target: <= 1.05. Beside it: the BWN with per-layer binarization
+   (`binary.grouped=false`), and a second FP model whose ratio to the first is the noise floor.
 2. Lightning / plain: throughput of `qbn`'s LightningModule under a Lightning Trainer (metrics,
    logging, the seeded on-device augmentation) against a plain PyTorch loop doing the same work
    on the same model and data. Target: >= 0.95 of the plain loop's throughput.
 
-    python experiments/bench/step_time.py [--steps 20] [--blocks 5]
+    python experiments/bench/step_time.py [--rounds 24] [--blocks 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 
@@ -27,36 +30,49 @@ from qbn.models import resnet18, resnet20
 from qbn.module import BWNModule, to_unit_float
 
 
-def make(name: str, binary: bool, in_ch: int, size: int):
+def make(name: str, binary: bool, in_ch: int, size: int, grouped: bool = True):
     torch.manual_seed(0)
     net = (resnet20 if name == "resnet20" else resnet18)(num_classes=10, in_channels=in_ch, image_size=size)
-    return binarize(net, BinaryPolicy()) if binary else net
+    return binarize(net, BinaryPolicy(grouped=grouped)) if binary else net
 
 
-def step_times(model, x, y, steps: int) -> float:
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-    for _ in range(2):  # warm-up
-        F.cross_entropy(model(x), y).backward()
-        opt.step(), opt.zero_grad(set_to_none=True)
-    t = time.perf_counter()
-    for _ in range(steps):
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    return (time.perf_counter() - t) / steps
+class _Stepper:
+    """One model with its own Adam; `step()` times one training step."""
+
+    def __init__(self, model, x, y):
+        self.model, self.x, self.y = model.train(), x, y
+        self.opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        self.times: list[float] = []
+
+    def step(self) -> float:
+        t = time.perf_counter()
+        F.cross_entropy(self.model(self.x), self.y).backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return time.perf_counter() - t
 
 
-def bwn_over_fp(name: str, size: int, in_ch: int, batch: int, steps: int, blocks: int) -> None:
+def bwn_over_fp(name: str, size: int, in_ch: int, batch: int, rounds: int) -> float:
     x, y = torch.randn(batch, in_ch, size, size), torch.randint(0, 10, (batch,))
-    fp, bwn = make(name, False, in_ch, size), make(name, True, in_ch, size)
-    t_fp, t_bwn = [], []
-    for _ in range(blocks):
-        t_fp.append(step_times(fp, x, y, steps))
-        t_bwn.append(step_times(bwn, x, y, steps))
-    ratio = statistics.median(t_bwn) / statistics.median(t_fp)
-    print(f"{name} {in_ch}x{size}x{size} batch {batch}: FP {1e3 * statistics.median(t_fp):.1f} ms/step, "
-          f"BWN {1e3 * statistics.median(t_bwn):.1f} ms/step, BWN/FP = {ratio:.3f} (target <= 1.05)")
+    steppers = {"FP": _Stepper(make(name, False, in_ch, size), x, y),
+                "BWN": _Stepper(make(name, True, in_ch, size), x, y),
+                "BWN per-layer": _Stepper(make(name, True, in_ch, size, grouped=False), x, y),
+                "FP twin": _Stepper(make(name, False, in_ch, size), x, y)}
+    for s in steppers.values():  # warm-up: allocator, oneDNN primitives, Adam state
+        s.step(), s.step()
+    order = list(steppers.values())
+    shuffle = random.Random(0).shuffle
+    for _ in range(rounds):
+        shuffle(order)
+        for s in order:
+            s.times.append(s.step())
+    median = {k: statistics.median(s.times) for k, s in steppers.items()}
+    ratio = median["BWN"] / median["FP"]
+    print(f"{name} {in_ch}x{size}x{size} batch {batch}, {rounds} rounds: FP {1e3 * median['FP']:.1f} ms/step, "
+          f"BWN {1e3 * median['BWN']:.1f} ms/step, BWN/FP = {ratio:.3f} (target <= 1.05); "
+          f"per-layer binarization {median['BWN per-layer'] / median['FP']:.3f}; "
+          f"noise floor FP twin/FP {median['FP twin'] / median['FP']:.3f}")
+    return ratio
 
 
 class _Clock(pl.Callback):
@@ -107,14 +123,20 @@ def lightning_vs_plain(batch: int, steps: int, blocks: int) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--blocks", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=24, help="interleaved steps per model (resnet18: a quarter, at least 5)")
+    p.add_argument("--blocks", type=int, default=5, help="Lightning and plain runs, alternated")
+    p.add_argument("--steps", type=int, default=40, help="training steps in each Lightning or plain run")
     p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--only", choices=["resnet20", "resnet18", "lightning"], nargs="*", help="run only these parts")
     a = p.parse_args()
+    parts = a.only or ["resnet20", "resnet18", "lightning"]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
-    bwn_over_fp("resnet20", 32, 3, a.batch, a.steps, a.blocks)
-    bwn_over_fp("resnet18", 32, 3, a.batch, max(a.steps // 4, 2), a.blocks)
-    lightning_vs_plain(a.batch, 4 * a.steps, max(a.blocks - 2, 3))
+    if "resnet20" in parts:
+        bwn_over_fp("resnet20", 32, 3, a.batch, a.rounds)
+    if "resnet18" in parts:
+        bwn_over_fp("resnet18", 32, 3, a.batch, max(a.rounds // 4, 5))
+    if "lightning" in parts:
+        lightning_vs_plain(a.batch, a.steps, max(a.blocks - 2, 3))
 
 
 if __name__ == "__main__":

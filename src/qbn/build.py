@@ -31,7 +31,8 @@ def build_backbone(cfg: DictConfig) -> torch.nn.Module:
         raise ConfigError(f"model '{cfg.model.name}' cannot be built for dataset '{ds.name}': {cause}") from None
     if cfg.binary.enabled:
         policy = BinaryPolicy(scaling=cfg.scaling.name, ste=cfg.binary.ste, first_conv=cfg.binary.first_conv,
-                              classifier=cfg.binary.classifier, shortcuts=cfg.binary.shortcuts)
+                              classifier=cfg.binary.classifier, shortcuts=cfg.binary.shortcuts,
+                              grouped=cfg.binary.get("grouped", True))
         binarize(net, policy)
     # Fail at set-up, not deep in the first training step, when the input cannot pass through.
     was_training = net.training

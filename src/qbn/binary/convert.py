@@ -7,19 +7,23 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .grouped import group_binarization
 from .layers import BINARY_LAYERS, BinaryConv2d, BinaryLinear
 
 
 @dataclass
 class BinaryPolicy:
     """Which layers become binary. Defaults follow STUDY.md: first conv and classifier stay
-    full precision; 1x1 shortcut (downsample) convs are binarized unless `shortcuts` is off."""
+    full precision; 1x1 shortcut (downsample) convs are binarized unless `shortcuts` is off.
+    `grouped` binarizes layers of equal fan-in together in training (same numbers, fewer kernels:
+    qbn.binary.grouped); off, each layer binarizes its own weight."""
 
     scaling: str = "xnor"
     ste: str = "clipped"
     first_conv: bool = False
     classifier: bool = False
     shortcuts: bool = True
+    grouped: bool = True
 
 
 def _is_shortcut(conv: nn.Conv2d) -> bool:
@@ -43,6 +47,8 @@ def binarize(model: nn.Module, policy: BinaryPolicy) -> nn.Module:
     for name, layer in chosen.items():
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, layer)
+    if chosen and policy.grouped:
+        group_binarization(model)
     return model
 
 

@@ -50,9 +50,20 @@ class BinaryWeightMixin:
 
     def effective_weight(self) -> torch.Tensor:
         """alpha * B: the weight the layer computes with."""
+        grouped = self._take_grouped_weight()
+        if grouped is not None:
+            return grouped
         b = self.binary_weight()
         a = self.alpha()
         return b if a is None else a * b
+
+    def _take_grouped_weight(self) -> torch.Tensor | None:
+        """alpha * B as the model's forward pre-hook computed it for this pass (qbn.binary.grouped),
+        taken once; None when there is none, or it is stale (the latent weight changed since)."""
+        handed = self.__dict__.pop("_grouped_weight", None)
+        if handed is None or not torch.is_grad_enabled() or handed[1] != self.weight._version:
+            return None
+        return handed[0]
 
     @torch.no_grad()
     def signs(self) -> torch.Tensor:
