@@ -3,11 +3,13 @@ and run entry points as a user would."""
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -43,3 +45,19 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subproce
     env = dict(os.environ, QBN_DATA_DIR=str(ROOT / "data"), PYTHONUNBUFFERED="1", WANDB_MODE="offline")
     return subprocess.run([sys.executable, "-m", *args], cwd=cwd or ROOT, env=env, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def grouped_and_per_layer(scaling: str, ste: str, image_size: int = 16, **policy):
+    """The same resnet20 BWN twice, binarized in groups and layer by layer, with latent weights
+    spread past +-1 so that clipping matters (tests/test_grouped.py, experiments/bench/grouped_device.py)."""
+    from qbn.binary import BinaryPolicy, binarize
+    from qbn.models import resnet20
+
+    torch.manual_seed(0)
+    net = resnet20(num_classes=10, in_channels=3, image_size=image_size)
+    for p in net.parameters():
+        p.data.mul_(torch.empty_like(p).uniform_(0.5, 8.0))
+    plain = copy.deepcopy(net)
+    grouped = binarize(net, BinaryPolicy(scaling=scaling, ste=ste, grouped=True, **policy))
+    per_layer = binarize(plain, BinaryPolicy(scaling=scaling, ste=ste, grouped=False, **policy))
+    return grouped, per_layer

@@ -9,20 +9,9 @@ import torch
 import torch.nn.functional as F
 
 import qbn.binary.grouped as grouped_module
-from qbn.binary import BinaryPolicy, binarize, binary_layers, is_grouped
-from qbn.models import resnet20
+from qbn.binary import binary_layers, is_grouped
 
-
-def _pair(scaling: str, ste: str, **policy):
-    """The same resnet20 BWN twice: binarized in groups, and layer by layer."""
-    torch.manual_seed(0)
-    net = resnet20(num_classes=10, in_channels=3, image_size=16)
-    for p in net.parameters():  # spread the latent weights past +-1 so clipping matters
-        p.data.mul_(torch.empty_like(p).uniform_(0.5, 8.0))
-    plain = copy.deepcopy(net)
-    grouped = binarize(net, BinaryPolicy(scaling=scaling, ste=ste, grouped=True, **policy))
-    per_layer = binarize(plain, BinaryPolicy(scaling=scaling, ste=ste, grouped=False, **policy))
-    return grouped, per_layer
+from .helpers import grouped_and_per_layer
 
 
 def _node_names(out: torch.Tensor) -> set[str]:
@@ -50,7 +39,7 @@ def _step(net, x, y):
 def test_grouped_equals_per_layer(scaling, ste, alone, monkeypatch):
     if alone:  # large layers binarize alone, without concatenation
         monkeypatch.setattr(grouped_module, "ALONE_FROM", 0)
-    grouped, per_layer = _pair(scaling, ste)
+    grouped, per_layer = grouped_and_per_layer(scaling, ste)
     assert is_grouped(grouped) and not is_grouped(per_layer)
     x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
     assert "_GroupBinarizeBackward" in _node_names(grouped(x))
@@ -69,7 +58,7 @@ def test_grouped_equals_per_layer(scaling, ste, alone, monkeypatch):
 
 
 def test_fixed_signs_and_codebook_layers_binarize_themselves():
-    grouped, per_layer = _pair("xnor", "clipped")
+    grouped, per_layer = grouped_and_per_layer("xnor", "clipped")
     for net in (grouped, per_layer):
         layers = list(binary_layers(net).values())
         layers[0].fix_signs(torch.ones_like(layers[0].weight, dtype=torch.bool))
@@ -84,7 +73,7 @@ def test_fixed_signs_and_codebook_layers_binarize_themselves():
 
 
 def test_a_handed_weight_is_used_once_and_never_stale():
-    grouped, _ = _pair("xnor", "clipped")
+    grouped, _ = grouped_and_per_layer("xnor", "clipped")
     layer = next(iter(binary_layers(grouped).values()))
     x = torch.randn(2, 3, 16, 16)
     grouped(x)
@@ -103,7 +92,7 @@ def test_a_handed_weight_is_used_once_and_never_stale():
 
 
 def test_gradient_accumulation_and_no_grad_eval():
-    grouped, per_layer = _pair("learnable", "clipped")
+    grouped, per_layer = grouped_and_per_layer("learnable", "clipped")
     x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
     for net in (grouped, per_layer):
         net.zero_grad()
@@ -117,7 +106,7 @@ def test_gradient_accumulation_and_no_grad_eval():
 
 
 def test_grouping_is_idempotent_and_survives_copies():
-    grouped, _ = _pair("xnor", "clipped")
+    grouped, _ = grouped_and_per_layer("xnor", "clipped")
     hooks = len(grouped._forward_pre_hooks)
     from qbn.binary import group_binarization
 

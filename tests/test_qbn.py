@@ -245,6 +245,28 @@ def test_kernel_stats_from_checkpoint_snapshot_and_model(cfg_factory, tmp_path):
     assert hist.sum().item() == sum(s.shape[0] * s.shape[1] for s in live.values())
 
 
+def test_kernels_json_lists_1x1_shortcuts_as_not_counted(cfg_factory, tmp_path, capsys):
+    """Binary 1x1 shortcuts have no kernel ids: the callback and the CLI both list them in not_counted."""
+    import json
+    from types import SimpleNamespace
+
+    from qbn.callbacks.kernel_stats import KernelStats
+    from qbn.kernels.__main__ import main as kernels_main
+
+    run = tmp_path / "run"
+    cfg = cfg_factory("dataset=synthetic", "model=resnet20", "model.backbone.shortcut=B", run_dir=run)
+    module = build_module(cfg)
+    shortcuts = [k for k, m in binary_layers(module.net).items() if tuple(m.weight.shape[-2:]) == (1, 1)]
+    assert len(shortcuts) == 2  # the two projection shortcuts of a resnet20 with shortcut B
+    _fake_run(cfg, run, module)
+    KernelStats(str(run), figures=False).on_fit_end(SimpleNamespace(is_global_zero=True, current_epoch=1, loggers=[]), module)
+    stats = json.loads((run / "kernels.json").read_text())
+    assert stats["not_counted"] == shortcuts and not set(shortcuts) & set(stats["layers"])
+    assert kernels_main([str(run), "--out", str(tmp_path / "offline")]) == 0
+    assert json.loads((tmp_path / "offline" / "kernels.json").read_text())["not_counted"] == shortcuts
+    assert f"not counted: {', '.join(shortcuts)}" in capsys.readouterr().out
+
+
 def test_sweep_view_table_and_references(tmp_path):
     import json
 

@@ -10,29 +10,18 @@
 
 from __future__ import annotations
 
-import copy
-import random
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from step_time import interleaved_ratios  # this script's folder is on sys.path
 
-from qbn.binary import BinaryPolicy, binarize
-from qbn.models import resnet18, resnet20
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from tests.helpers import grouped_and_per_layer  # noqa: E402
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _pair(scaling: str, ste: str):
-    torch.manual_seed(0)
-    net = resnet20(num_classes=10, in_channels=3, image_size=32)
-    for p in net.parameters():  # latent weights past +-1, so clipping matters
-        p.data.mul_(torch.empty_like(p).uniform_(0.5, 8.0))
-    twin = copy.deepcopy(net)
-    grouped = binarize(net, BinaryPolicy(scaling=scaling, ste=ste, grouped=True)).to(DEVICE)
-    per_layer = binarize(twin, BinaryPolicy(scaling=scaling, ste=ste, grouped=False)).to(DEVICE)
-    return grouped, per_layer
 
 
 def equality() -> None:
@@ -42,8 +31,8 @@ def equality() -> None:
     for scaling in ("none", "xnor", "learnable", "lq"):
         for ste in ("clipped", "identity"):
             outs, grads = [], []
-            for net in _pair(scaling, ste):
-                net.zero_grad()
+            for net in grouped_and_per_layer(scaling, ste, image_size=32):
+                net.to(DEVICE).zero_grad()
                 out = net(x)
                 F.cross_entropy(out, y).backward()
                 outs.append(out.detach())
@@ -54,42 +43,10 @@ def equality() -> None:
     torch.use_deterministic_algorithms(False)
 
 
-def _make(name: str, kind: str):
-    torch.manual_seed(0)
-    net = (resnet20 if name == "resnet20" else resnet18)(num_classes=10, in_channels=3, image_size=32)
-    if kind.startswith("BWN"):
-        binarize(net, BinaryPolicy(grouped=kind == "BWN"))
-    return net.to(DEVICE)
-
-
 def step_times(name: str, batch: int, rounds: int, steps: int) -> None:
-    x = torch.randn(batch, 3, 32, 32, device=DEVICE)
-    y = torch.randint(0, 10, (batch,), device=DEVICE)
-    models = {k: _make(name, k) for k in ("FP", "BWN", "BWN per-layer", "FP twin")}
-    opts = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, m in models.items()}
-
-    def run(k: str) -> float:
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        for _ in range(steps):
-            F.cross_entropy(models[k](x), y).backward()
-            opts[k].step()
-            opts[k].zero_grad(set_to_none=True)
-        torch.cuda.synchronize()
-        return (time.perf_counter() - t) / steps
-
-    for k in models:
-        run(k)
-    times: dict[str, list[float]] = {k: [] for k in models}
-    order = list(models)
-    for _ in range(rounds):
-        random.Random(len(times["FP"])).shuffle(order)
-        for k in order:
-            times[k].append(run(k))
-    med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"{name} batch {batch}: FP {med['FP'] * 1e3:.2f} ms/step, BWN {med['BWN'] * 1e3:.2f} ms/step, "
-          f"BWN/FP {med['BWN'] / med['FP']:.3f}; per-layer {med['BWN per-layer'] / med['FP']:.3f}; "
-          f"noise floor FP twin/FP {med['FP twin'] / med['FP']:.3f}")
+    r = interleaved_ratios(name, batch, rounds, device="cuda", steps=steps)
+    print(f"{name} batch {batch}: FP {r['FP ms']:.2f} ms/step, BWN {r['BWN ms']:.2f} ms/step, BWN/FP {r['BWN']:.3f}; "
+          f"per-layer {r['BWN per-layer']:.3f}; noise floor FP twin/FP {r['FP twin']:.3f}")
 
 
 def main() -> None:

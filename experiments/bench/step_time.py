@@ -37,27 +37,34 @@ def make(name: str, binary: bool, in_ch: int, size: int, grouped: bool = True):
 
 
 class _Stepper:
-    """One model with its own Adam; `step()` times one training step."""
+    """One model with its own Adam; `step()` times `steps` training steps (mean per step)."""
 
-    def __init__(self, model, x, y):
-        self.model, self.x, self.y = model.train(), x, y
+    def __init__(self, model, x, y, steps: int = 1):
+        self.model, self.x, self.y, self.steps = model.train(), x, y, steps
         self.opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        self.sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
         self.times: list[float] = []
 
     def step(self) -> float:
+        self.sync()
         t = time.perf_counter()
-        F.cross_entropy(self.model(self.x), self.y).backward()
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
-        return time.perf_counter() - t
+        for _ in range(self.steps):
+            F.cross_entropy(self.model(self.x), self.y).backward()
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+        self.sync()
+        return (time.perf_counter() - t) / self.steps
 
 
-def bwn_over_fp(name: str, size: int, in_ch: int, batch: int, rounds: int) -> float:
-    x, y = torch.randn(batch, in_ch, size, size), torch.randint(0, 10, (batch,))
-    steppers = {"FP": _Stepper(make(name, False, in_ch, size), x, y),
-                "BWN": _Stepper(make(name, True, in_ch, size), x, y),
-                "BWN per-layer": _Stepper(make(name, True, in_ch, size, grouped=False), x, y),
-                "FP twin": _Stepper(make(name, False, in_ch, size), x, y)}
+def interleaved_ratios(name: str, batch: int, rounds: int, size: int = 32, in_ch: int = 3,
+                       device: str = "cpu", steps: int = 1) -> dict[str, float]:
+    """Median step time of FP, BWN, BWN per-layer and a second FP model (the noise floor), each over
+    FP's; every round steps each model once in a shuffled order, so drift falls on all alike."""
+    x = torch.randn(batch, in_ch, size, size, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    kinds = {"FP": (False, True), "BWN": (True, True), "BWN per-layer": (True, False), "FP twin": (False, True)}
+    steppers = {k: _Stepper(make(name, binary, in_ch, size, grouped).to(device), x, y, steps)
+                for k, (binary, grouped) in kinds.items()}
     for s in steppers.values():  # warm-up: allocator, oneDNN primitives, Adam state
         s.step(), s.step()
     order = list(steppers.values())
@@ -67,12 +74,16 @@ def bwn_over_fp(name: str, size: int, in_ch: int, batch: int, rounds: int) -> fl
         for s in order:
             s.times.append(s.step())
     median = {k: statistics.median(s.times) for k, s in steppers.items()}
-    ratio = median["BWN"] / median["FP"]
-    print(f"{name} {in_ch}x{size}x{size} batch {batch}, {rounds} rounds: FP {1e3 * median['FP']:.1f} ms/step, "
-          f"BWN {1e3 * median['BWN']:.1f} ms/step, BWN/FP = {ratio:.3f} (target <= 1.05); "
-          f"per-layer binarization {median['BWN per-layer'] / median['FP']:.3f}; "
-          f"noise floor FP twin/FP {median['FP twin'] / median['FP']:.3f}")
-    return ratio
+    return {"FP ms": 1e3 * median["FP"], "BWN ms": 1e3 * median["BWN"],
+            **{k: median[k] / median["FP"] for k in ("BWN", "BWN per-layer", "FP twin")}}
+
+
+def bwn_over_fp(name: str, size: int, in_ch: int, batch: int, rounds: int) -> float:
+    r = interleaved_ratios(name, batch, rounds, size, in_ch)
+    print(f"{name} {in_ch}x{size}x{size} batch {batch}, {rounds} rounds: FP {r['FP ms']:.1f} ms/step, "
+          f"BWN {r['BWN ms']:.1f} ms/step, BWN/FP = {r['BWN']:.3f} (target <= 1.05); "
+          f"per-layer binarization {r['BWN per-layer']:.3f}; noise floor FP twin/FP {r['FP twin']:.3f}")
+    return r["BWN"]
 
 
 class _Clock(pl.Callback):

@@ -2,7 +2,8 @@
 (mean and spread over seeds). Also runs by itself at the end of every multirun.
 
 Study-specific views (rewinding, QBN) add their own tables and figures through VIEWS: each is
-called with the sweep directory and the rows, and returns markdown to append (or "").
+called with the sweep directory and the rows, and returns markdown to append (or ""). A new view
+is imported and listed here.
 """
 
 from __future__ import annotations
@@ -13,18 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .analysis.figures import pyplot, save_figure
-from .analysis.sweep import KEY_METRICS, group_key, mean_std, read_rows
+from .analysis.rewind import rewind_view
+from .analysis.sweep import KEY_METRICS, group_key, mean_std, pct, read_rows
+from .kernels.sweep import qbn_view
 
-VIEWS: list[Callable[[Path, list[dict]], str]] = []
-
-
-def _pct(x: float) -> str:
-    return "-" if x != x else f"{100 * x:.2f}"
+VIEWS: list[Callable[[Path, list[dict]], str]] = [rewind_view, qbn_view]
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
     columns = ["job", "status", "group", *KEY_METRICS]
-    extra = sorted({k for r in rows for k in r if k not in columns and k not in ("overrides", "error", "varying")
+    extra = sorted({k for r in rows for k in r if k not in columns and k not in ("overrides", "error")
                     and isinstance(r[k], (int, float, str, bool)) and not isinstance(r[k], dict)})
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=[*columns, *extra, "overrides", "error"], extrasaction="ignore")
@@ -73,7 +72,7 @@ def aggregate(sweep_dir: str | Path) -> list[dict]:
     lines = [f"# Sweep {sweep_dir.name}", "", f"{len(rows)} jobs, {sum(r.get('status') == 'completed' for r in rows)} completed.", "",
              "| setting | seeds | test acc % (mean ± std) | best val acc % |", "|---|---|---|---|"]
     for t in table:
-        lines.append(f"| {t['group']} | {t['n']}/{t['jobs']} | {_pct(t['test_mean'])} ± {_pct(t['test_std'])} | {_pct(t['val_mean'])} |")
+        lines.append(f"| {t['group']} | {t['n']}/{t['jobs']} | {pct(t['test_mean'])} ± {pct(t['test_std'])} | {pct(t['val_mean'])} |")
     failed = [r for r in rows if r.get("status") != "completed"]
     if failed:
         lines += ["", "## Jobs that did not complete", ""]
@@ -99,9 +98,6 @@ def main(argv: list[str] | None = None) -> int:
     print((Path(argv[0]) / "results.md").read_text())
     return 0
 
-
-from .analysis import rewind as _rewind_view  # noqa: E402,F401  registers the rewinding view in VIEWS
-from .kernels import sweep as _qbn_view  # noqa: E402,F401  registers the QBN view in VIEWS
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,19 +9,24 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .binary.layers import BinaryWeightMixin
 from .errors import CheckpointError
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """The checkpoint file `path` names: itself, or a run directory's (or checkpoints folder's) last.ckpt."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for candidate in (path / "checkpoints" / "last.ckpt", path / "last.ckpt"):
+        if candidate.exists():
+            return candidate
+    raise CheckpointError(f"no checkpoint in {path}: expected {path}/checkpoints/last.ckpt")
 
 
 def load_checkpoint(path: str | Path) -> dict:
     """A Lightning (or plain) checkpoint as a dict, loaded with weights_only=True."""
-    path = Path(path)
-    if path.is_dir():
-        for candidate in (path / "checkpoints" / "last.ckpt", path / "last.ckpt"):
-            if candidate.exists():
-                path = candidate
-                break
-        else:
-            raise CheckpointError(f"no checkpoint in {path}: expected {path}/checkpoints/last.ckpt")
+    path = checkpoint_file(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
@@ -56,4 +61,4 @@ def check_compatible(state_dict: dict, model: nn.Module, source: str = "checkpoi
 
 def _optional(key: str) -> bool:
     # optional buffers of binary layers (fixed signs, codebooks) are created on load
-    return key.rsplit(".", 1)[-1] in ("fixed_signs", "fixed_mask", "codebook")
+    return key.rsplit(".", 1)[-1] in BinaryWeightMixin.optional_buffers

@@ -17,17 +17,19 @@ from pytorch_lightning.loggers.logger import rank_zero_experiment
 
 
 class _AppendingWriter(ExperimentWriter):
-    resume_epoch: int | None = None
+    def __init__(self, log_dir: str, resume_epoch: int | None = None):
+        self.resume_epoch = resume_epoch  # read by _check_log_dir_exists, which the base __init__ calls
+        super().__init__(log_dir)
 
     def _check_log_dir_exists(self) -> None:
         if not os.path.isfile(self.metrics_file_path):
             return
-        with open(self.metrics_file_path, newline="") as f:
-            reader = csv.DictReader(f)
-            keys, rows = list(reader.fieldnames or []), list(reader)
         if self.resume_epoch is None:
             os.replace(self.metrics_file_path, self.metrics_file_path + ".old")  # never silently lost
             return
+        with open(self.metrics_file_path, newline="") as f:
+            reader = csv.DictReader(f)
+            keys, rows = list(reader.fieldnames or []), list(reader)
 
         def keep(row: dict) -> bool:
             epoch = row.get("epoch") or ""
@@ -53,6 +55,5 @@ class RunCSVLogger(CSVLogger):
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
-            writer_cls = type("_Writer", (_AppendingWriter,), {"resume_epoch": self._resume_epoch})
-            self._experiment = writer_cls(log_dir=self.log_dir)
+            self._experiment = _AppendingWriter(self.log_dir, self._resume_epoch)
         return self._experiment

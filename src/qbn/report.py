@@ -5,9 +5,8 @@ report can be rebuilt at any time without re-training. `train.py` calls `write_r
 of a run when `report: true`.
 
 The report is a list of SECTIONS: functions run_dir -> markdown ("" to skip) that may write
-figures under run_dir/figures. Another instrument adds its own section by appending to it, e.g.
-in its module:  `from qbn.report import SECTIONS; SECTIONS.append(kernel_section)`; and then
-importing that module at the bottom of this file (one line).
+figures under run_dir/figures. Another instrument's section is imported and listed in SECTIONS
+below (as qbn.kernels.report.kernel_section is).
 """
 
 from __future__ import annotations
@@ -20,8 +19,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from matplotlib.ticker import MaxNLocator  # matplotlib but not pyplot: the backend is chosen later
+
 from .analysis.figures import pyplot, save_figure
+from .analysis.sweep import pct
 from .errors import QbnError
+from .kernels.report import kernel_section
 
 log = logging.getLogger("qbn.report")
 
@@ -65,13 +68,8 @@ def read_signs(run_dir: Path) -> dict | None:
     return json.loads(path.read_text())
 
 
-
-
 def _save(fig, run_dir: Path, name: str) -> str:
     path = Path(run_dir) / FIGURES / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from matplotlib.ticker import MaxNLocator
-
     for ax in fig.axes:
         if "epoch" in ax.get_xlabel():
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -84,10 +82,6 @@ def _layer_colors(n: int):
     return [cmap(i / max(n - 1, 1)) for i in range(n)]
 
 
-def _pct(x) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
-
-
 # ---- sections -------------------------------------------------------------------------------
 
 def summary_section(run_dir: Path) -> str:
@@ -96,8 +90,8 @@ def summary_section(run_dir: Path) -> str:
     if not path.exists():
         return "## Run\n\nNo summary.json in this run directory."
     s = json.loads(path.read_text())
-    rows = [("status", s.get("status")), ("test accuracy %", _pct(s.get("test/acc"))),
-            ("best val accuracy %", _pct(s.get("val/acc_best"))),
+    rows = [("status", s.get("status")), ("test accuracy %", pct(s.get("test/acc"))),
+            ("best val accuracy %", pct(s.get("val/acc_best"))),
             ("model", s.get("model")), ("scaling", s.get("scaling")), ("dataset", s.get("dataset")),
             ("optimizer", s.get("optimizer")), ("lr", s.get("lr")), ("scheduler", s.get("scheduler")),
             ("epochs", f"{s.get('epochs', '-')} of {s.get('max_epochs', '-')}"), ("seed", s.get("seed")),
@@ -194,8 +188,6 @@ def signs_section(run_dir: Path) -> str:
     ax.set_xticks(range(len(qs)), qs)
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.set_title("sign-freeze epoch per layer", fontsize=9)
-    from matplotlib.ticker import MaxNLocator
-
     fig.colorbar(im, ax=ax, label="epoch", ticks=MaxNLocator(integer=True))
     heat_fig = _save(fig, run_dir, "freeze_epochs.png")
 
@@ -203,7 +195,7 @@ def signs_section(run_dir: Path) -> str:
     lines += [f"Snapshots of epochs {epochs[0]}..{epochs[-1]} ({len(epochs)} files), {n} binarized weights.", "",
               "| | " + " | ".join(qs) + " | signs changed since first snapshot % |",
               "|---|" + "---|" * (len(qs) + 1),
-              "| all layers | " + " | ".join(str(o[q]) for q in qs) + f" | {_pct(o['changed_from_init'])} |", "",
+              "| all layers | " + " | ".join(str(o[q]) for q in qs) + f" | {pct(o['changed_from_init'])} |", "",
               "d_e % by epoch: " + ", ".join(f"{e}: {100 * d:.1f}" for e, d in zip(epochs, o["d_e"], strict=False)), "",
               "Layers that settle last (E_0.95): " + ", ".join(f"{nm} ({layers[nm].get('E_0.95')})" for nm in latest), "",
               f"![distance to final]({dist_fig})", "", f"![last flip]({hist_fig})", "", f"![freeze epochs]({heat_fig})"]
@@ -243,7 +235,7 @@ def weights_section(run_dir: Path) -> str:
     return "\n".join(["## Latent weights and scales", "", f"![weights]({path})"])
 
 
-SECTIONS += [summary_section, flip_section, signs_section, weights_section]
+SECTIONS += [summary_section, flip_section, signs_section, weights_section, kernel_section]
 
 
 # ---- the report ----------------------------------------------------------------------------
@@ -294,8 +286,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {path} and {len(report_figures(argv[0]))} figures in {Path(argv[0]) / FIGURES}")
     return 0
 
-
-from .kernels import report as _kernels_report  # noqa: E402,F401  (kernels / QBN section)
 
 if __name__ == "__main__":
     sys.exit(main())

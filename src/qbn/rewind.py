@@ -245,14 +245,6 @@ def stable_mask(history: torch.Tensor, k: int) -> torch.Tensor:
     return last_flip_epochs(history) <= k
 
 
-def _split(flat: torch.Tensor, like: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out, i = {}, 0
-    for name, s in like.items():
-        out[name] = flat[i:i + s.numel()].view(s.shape)
-        i += s.numel()
-    return out
-
-
 def select_signs(trunk_dir: Path, spec: SignSpec, last: int, seed: int) -> tuple[dict, dict | None, int | None]:
     """(signs, mask or None, K) for `spec` from the trunk's snapshots."""
     if spec.mode == "final":
@@ -267,9 +259,10 @@ def select_signs(trunk_dir: Path, spec: SignSpec, last: int, seed: int) -> tuple
     if spec.mode == "stable":
         k = _resolve_epoch(spec.epoch, last, f"rewind.signs={spec.text}", trunk_dir)
         snaps = [_snapshot(trunk_dir, e) for e in range(last + 1)]
-        history = stack_history(snaps)
         final = snaps[-1]
-        return final, _split(stable_mask(history, k), final), k
+        # L_i is per weight, so each layer's own history gives its part of the mask
+        mask = {name: stable_mask(stack_history(snaps, [name]), k).view(s.shape) for name, s in final.items()}
+        return final, mask, k
     raise RewindError(f"rewind.signs={spec.text!r} is not understood")
 
 
@@ -358,13 +351,13 @@ def plan_rewind(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> RewindP
     return RewindPlan(trunk_dir, signs_spec, weights_spec, last, signs, mask, k, j, path, inherited)
 
 
-def rewind_callbacks(plan: RewindPlan | None, run_dir: str | Path) -> list:
+def rewind_callbacks(plan: RewindPlan | None) -> list:
     """[ApplyRewind] for a rewound run (first, so instruments see the fixed signs), else []."""
     if plan is None:
         return []
     from .callbacks.rewind import ApplyRewind
 
-    return [ApplyRewind(plan, run_dir)]
+    return [ApplyRewind(plan)]
 
 
 def _strip_optional(state: dict) -> dict:
@@ -382,16 +375,16 @@ def load_weights(module: nn.Module, path: Path) -> None:
     module.load_state_dict(state, strict=True)
 
 
-def fix_net_signs(net: nn.Module, signs: dict[str, torch.Tensor], mask: dict[str, torch.Tensor] | None = None,
-                  source: str = "the trunk's snapshot") -> None:
+def fix_net_signs(net: nn.Module, signs: dict[str, torch.Tensor], mask: dict[str, torch.Tensor] | None = None) -> None:
     """Fix every binary layer of `net` to `signs` (by layer name relative to `net`)."""
     layers = binary_layers(net)
     if set(layers) != set(signs):
         missing = sorted(set(layers) - set(signs)) or sorted(set(signs) - set(layers))
-        raise RewindError(f"{source} does not name this model's binary layers (e.g. {missing[0]}): rewind with the trunk's model")
+        raise RewindError(f"the trunk's snapshot does not name this model's binary layers (e.g. {missing[0]}): "
+                          "rewind with the trunk's model")
     for name, layer in layers.items():
         if tuple(signs[name].shape) != tuple(layer.weight.shape):
-            raise RewindError(f"{source}: layer {name} has shape {tuple(signs[name].shape)}, "
+            raise RewindError(f"the trunk's snapshot: layer {name} has shape {tuple(signs[name].shape)}, "
                               f"this model's {tuple(layer.weight.shape)}")
         layer.fix_signs(signs[name], None if mask is None else mask[name])
 

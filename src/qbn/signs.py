@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import torch
@@ -59,21 +59,38 @@ def last_flip_epochs(history: torch.Tensor, epochs: Sequence[int] | None = None)
     return torch.where(changed, labels[1:].unsqueeze(1), never.unsqueeze(0)).amax(dim=0)
 
 
-def freeze_epoch(last_flip: torch.Tensor, q: float) -> int:
-    """E_q: the first epoch e such that at least a fraction q of weights have L_i <= e."""
-    n = last_flip.numel()
-    counts = torch.bincount(last_flip.long().flatten())
-    reached = (counts.cumsum(0).double() / n) >= q - 1e-12
-    return int(torch.nonzero(reached)[0].item())
+def last_flip_histogram(last_flip: torch.Tensor, num_epochs: int) -> torch.Tensor:
+    """For e = 0..E the number of weights with L_i = e."""
+    return torch.bincount(last_flip.long().flatten(), minlength=num_epochs + 1)[: num_epochs + 1]
+
+
+def stable_from_histogram(hist: torch.Tensor, n: int) -> torch.Tensor:
+    """The stable-sign curve of a last-flip histogram over n weights: for each e, share with L_i <= e."""
+    return hist.cumsum(0).double() / n
+
+
+def freeze_epoch_from(stable: torch.Tensor, q: float) -> int:
+    """E_q from a stable-sign curve: the first epoch whose share reaches q."""
+    return int(torch.nonzero(stable >= q - 1e-12)[0].item())
 
 
 def stable_fraction(last_flip: torch.Tensor, num_epochs: int) -> torch.Tensor:
     """For e = 0..E the share of weights with L_i <= e (the stable-sign curve; 1 at e = E)."""
-    counts = torch.bincount(last_flip.long().flatten(), minlength=num_epochs + 1)[: num_epochs + 1]
-    return counts.cumsum(0).double() / last_flip.numel()
+    return stable_from_histogram(last_flip_histogram(last_flip, num_epochs), last_flip.numel())
+
+
+def freeze_epoch(last_flip: torch.Tensor, q: float) -> int:
+    """E_q: the first epoch e such that at least a fraction q of weights have L_i <= e."""
+    return freeze_epoch_from(stable_fraction(last_flip, int(last_flip.max())), q)
 
 
 # ---- snapshots ----------------------------------------------------------------------------
+
+def snapshot_wanted(epoch: int, every: int, epochs: Collection[int], last: bool) -> bool:
+    """Whether the end of `epoch` (1-based) gets a snapshot: a multiple of `every` (0: none),
+    listed in `epochs`, or the last epoch. The callback writes and the analysis expects by it."""
+    return last or epoch in epochs or (every > 0 and epoch % every == 0)
+
 
 def model_signs(model: nn.Module) -> dict[str, torch.Tensor]:
     """The signs every binary layer of `model` uses in forward, by layer name (bool, True = +1)."""
@@ -145,16 +162,13 @@ def load_snapshot(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         fmt = payload.get("format")
-        if fmt == SNAPSHOT_FORMAT:
-            names, shapes = snapshot_layers(payload)
-            sizes = [_numel(shape) for shape in shapes]
-            flat = unpack_bits(payload["bits"], sum(sizes))
-            chunks = flat.split(sizes) if sizes else []
-            return {name: chunk.view(*shape) for name, shape, chunk in zip(names, shapes, chunks, strict=False)}
-        if fmt == "qbn-signs-v1":  # one packed tensor per layer (early foundation files)
-            return {name: unpack_bits(bits, _numel(shape)).view(*shape)
-                    for name, shape, bits in zip(payload["names"], payload["shapes"], payload["bits"], strict=True)}
-        raise ValueError(f"format {fmt!r}")
+        if fmt != SNAPSHOT_FORMAT:
+            raise ValueError(f"format {fmt!r}")
+        names, shapes = snapshot_layers(payload)
+        sizes = [_numel(shape) for shape in shapes]
+        flat = unpack_bits(payload["bits"], sum(sizes))
+        chunks = flat.split(sizes) if sizes else []
+        return {name: chunk.view(*shape) for name, shape, chunk in zip(names, shapes, chunks, strict=False)}
     except Exception as e:  # noqa: BLE001  truncated or foreign files all end here
         detail = str(e).splitlines()[0][:160] if str(e) else ""
         reason = f"{type(e).__name__}: {detail}" if detail else type(e).__name__

@@ -25,13 +25,12 @@ def summarize(source: str | Path, fmt: str = "packed", alpha_dtype: str = "fp32"
         return report_bytes(read_bytes(source))
     if not source.exists():
         raise QbnError(f"{source} does not exist: give a .qbn file, a checkpoint or a run directory")
-    from .checkpoint import load_checkpoint  # noqa: F401  (clear errors for bad checkpoints)
+    from .checkpoint import checkpoint_file
     from .kernels.sources import model_from_checkpoint
 
     module, cfg = model_from_checkpoint(source, require_binary=False)
     report = report_bytes(export_module(module, cfg, None, fmt, alpha_dtype, fp_dtype, fold_bn))
-    ckpt = source / "checkpoints" / "last.ckpt" if source.is_dir() else source
-    report["totals"]["checkpoint_bytes"] = ckpt.stat().st_size if ckpt.exists() else None
+    report["totals"]["checkpoint_bytes"] = checkpoint_file(source).stat().st_size
     return report
 
 

@@ -97,7 +97,7 @@ def train(cfg: DictConfig) -> dict:
         update_summary(run_dir, error=None, **summary)
 
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=rewind_callbacks(rewind, run_dir) + build_callbacks(cfg),
+        cfg.trainer, callbacks=rewind_callbacks(rewind) + build_callbacks(cfg),
         logger=build_loggers(cfg, run_dir, _sweep_name(), resume_epoch), default_root_dir=str(run_dir), _convert_="all")
     if ckpt_path is None and rewind is not None and rewind.resume_path is not None:
         ckpt_path = rewind.resume_path  # weights=epoch:J: go on from the trunk's state at epoch J

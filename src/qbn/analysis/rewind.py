@@ -3,18 +3,11 @@ trunk's accuracy, the controls, and the share of signs already final at K (1 - d
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from ..run import read_summary
 from .figures import pyplot, save_figure
-from .sweep import mean_std
-
-CONTROLS = ("random", "final")
-
-
-def _pct(x) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
+from .sweep import mean_std, pct
 
 
 def _order(mode: str, k) -> tuple:
@@ -71,7 +64,7 @@ def plot_rewind(path: Path, trunk: dict, groups: list[dict]) -> None:
         ax.errorbar([g["K"] for g in gs], [100 * m for m, _, _ in ms], yerr=[100 * s for _, s, _ in ms], marker="o",
                     capsize=4, color=colors[i % len(colors)], linestyle="-" if mode == "epoch" else ":", label=label)
     if trunk.get("acc") is not None:
-        ax.axhline(100 * trunk["acc"], color="black", linewidth=1.2, label=f"trunk ({_pct(trunk['acc'])} %)")
+        ax.axhline(100 * trunk["acc"], color="black", linewidth=1.2, label=f"trunk ({pct(trunk['acc'])} %)")
     last = trunk.get("epochs")
     marks = {"final": ("*", last if last is not None else 0), "random": ("X", -1)}
     for g in groups:
@@ -119,30 +112,17 @@ def rewind_view(sweep_dir: Path, rows: list[dict]) -> str:
         share = trunk["share_final"]
         name = "rewind.png" if len(by_trunk) == 1 else f"rewind_{i}.png"
         plot_rewind(Path(sweep_dir) / "figures" / name, trunk, gs)
-        lines += [f"Trunk `{trunk_dir}`: {trunk['epochs']} epochs, test accuracy {_pct(trunk['acc'])} %.", "",
+        lines += [f"Trunk `{trunk_dir}`: {trunk['epochs']} epochs, test accuracy {pct(trunk['acc'])} %.", "",
                   "| signs | K | weights | signs final at K (1 - d_K) % | signs fixed % | seeds | test acc % (mean ± std) | vs trunk (points) |",
                   "|---|---|---|---|---|---|---|---|",
-                  f"| trunk | - | - | - | - | 1 | {_pct(trunk['acc'])} | 0 |"]
+                  f"| trunk | - | - | - | - | 1 | {pct(trunk['acc'])} | 0 |"]
         for g in gs:
             m, s, n = mean_std(g["acc"])
             k = g["K"]
             final_at_k = share[k] if share and k is not None and k < len(share) else None
             delta = "-" if trunk["acc"] is None or n == 0 else f"{100 * (m - trunk['acc']):+.2f}"
-            lines.append(f"| {g['signs']} | {'-' if k is None else k} | {g['weights']} | {_pct(final_at_k)} | "
-                         f"{_pct(g['fixed_share'])} | {n}/{g['jobs']} | {_pct(m)} ± {_pct(s)} | {delta} |")
+            lines.append(f"| {g['signs']} | {'-' if k is None else k} | {g['weights']} | {pct(final_at_k)} | "
+                         f"{pct(g['fixed_share'])} | {n}/{g['jobs']} | {pct(m)} ± {pct(s)} | {delta} |")
         lines += ["", f"![rewinding](figures/{name})", ""]
     return "\n".join(lines)
 
-
-def _register() -> None:
-    """Add rewind_view to qbn.aggregate.VIEWS (also when aggregate runs as `python -m`, i.e. __main__)."""
-    import importlib
-    import sys
-
-    for module in (importlib.import_module("qbn.aggregate"), sys.modules.get("__main__")):
-        views = getattr(module, "VIEWS", None)
-        if isinstance(views, list) and rewind_view not in views:
-            views.append(rewind_view)
-
-
-_register()

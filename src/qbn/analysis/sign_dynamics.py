@@ -21,11 +21,13 @@ from ..signs import (
     SnapshotError,
     distance_to_final,
     epoch_changes,
-    freeze_epoch,
+    freeze_epoch_from,
     last_flip_epochs,
+    last_flip_histogram,
     list_snapshots,
     load_snapshot,
-    stable_fraction,
+    snapshot_wanted,
+    stable_from_histogram,
     stack_history,
 )
 
@@ -48,18 +50,15 @@ def _expected_epochs(run_dir: Path, found: list[int]) -> list[int]:
     last = summary.get("epochs") if summary.get("status") == "completed" else None
     last = int(last) if isinstance(last, int) else (max(found) if found else 0)
     first = min(found) if found else 0  # a run started from an epoch-J checkpoint begins at J
-    wanted = {first, last} | {e for e in chosen if first <= e <= last}
-    if every > 0:
-        wanted |= {e for e in range(every, last + 1, every) if e >= first}
+    wanted = {first, last} | {e for e in range(first, last + 1) if snapshot_wanted(e, every, chosen, e == last)}
     return sorted(wanted)
 
 
 def dynamics(history: torch.Tensor, epochs: list[int]) -> dict:
     """Every sign-dynamics figure of one (E + 1) x N history whose rows are `epochs`."""
     last_flip = last_flip_epochs(history, epochs)
-    e_max = epochs[-1]
-    hist = torch.bincount(last_flip, minlength=e_max + 1)[: e_max + 1]
-    stable = stable_fraction(last_flip, e_max)
+    hist = last_flip_histogram(last_flip, epochs[-1])
+    stable = stable_from_histogram(hist, last_flip.numel())
     out = {
         "num_weights": int(history.shape[1]),
         "c_e": epoch_changes(history).tolist(),                 # for epochs[1:]
@@ -69,7 +68,7 @@ def dynamics(history: torch.Tensor, epochs: list[int]) -> dict:
         "stable_fraction": [float(stable[e]) for e in epochs],  # share with L_i <= e
     }
     for q in QUANTILES:
-        out[f"E_{q:.2f}"] = freeze_epoch(last_flip, q)
+        out[f"E_{q:.2f}"] = freeze_epoch_from(stable, q)
     return out
 
 
@@ -77,29 +76,29 @@ def analyze_run(run_dir: str | Path, write: bool = True) -> dict:
     """Analyse <run_dir>/signs/*.pt; write signs.json and E_q into summary.json; return the dict."""
     run_dir = Path(run_dir)
     files = list_snapshots(run_dir)
-    problems: list[str] = []
+    problems: list[tuple[int, str]] = []  # (epoch, what): listed by epoch
     snapshots: dict[int, dict[str, torch.Tensor]] = {}
     for epoch, path in files.items():
         try:
             snapshots[epoch] = load_snapshot(path)
         except SnapshotError as e:
-            problems.append(f"epoch {epoch}: {e}")
+            problems.append((epoch, str(e)))
     missing = [e for e in _expected_epochs(run_dir, list(files)) if e not in files]
-    problems += [f"epoch {e}: snapshot {Path('signs') / f'epoch_{e:03d}.pt'} is missing" for e in missing]
+    problems += [(e, f"snapshot {Path('signs') / f'epoch_{e:03d}.pt'} is missing") for e in missing]
     # keep the layers (names and shapes) of the last readable snapshot; drop epochs that differ
     if snapshots:
         ref = snapshots[max(snapshots)]
         for e in list(snapshots):
             s = snapshots[e]
             if list(s) != list(ref) or any(s[n].shape != ref[n].shape for n in ref):
-                problems.append(f"epoch {e}: snapshot layers differ from epoch {max(snapshots)}'s; skipped")
+                problems.append((e, f"snapshot layers differ from epoch {max(snapshots)}'s; skipped"))
                 del snapshots[e]
     if files and min(files) > 0:
-        problems.append(f"epoch {min(files)}: the first snapshot (no epoch 000: the run started from a checkpoint "
-                        "of epoch {0}, or epoch 000 was deleted); L_i and E_q count from it".format(min(files)))
+        problems.append((min(files), f"the first snapshot (no epoch 000: the run started from a checkpoint of epoch "
+                                     f"{min(files)}, or epoch 000 was deleted); L_i and E_q count from it"))
     epochs = sorted(snapshots)
     result: dict = {"run_dir": str(run_dir), "epochs": epochs, "missing": missing,
-                    "problems": sorted(problems, key=lambda p: int(p.split(":")[0].split()[1]))}
+                    "problems": [f"epoch {e}: {what}" for e, what in sorted(problems, key=lambda p: p[0])]}
     if len(epochs) < 2:
         result["problems"].append(f"need at least 2 readable snapshots, found {len(epochs)}: nothing to analyse")
         result["overall"], result["layers"] = None, {}

@@ -57,3 +57,8 @@ def mean_std(values: list[float]) -> tuple[float, float, int]:
     if not vals:
         return float("nan"), float("nan"), 0
     return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0), len(vals)
+
+
+def pct(x) -> str:
+    """A share as a percentage with two decimals, "-" when there is none (None or NaN)."""
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"

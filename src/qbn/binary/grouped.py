@@ -23,10 +23,6 @@ from torch import nn
 from .layers import BINARY_LAYERS
 from .ste import clip_mask, sign
 
-# Scalings by where alpha comes from: "none" (alpha = 1), "xnor" (mean |W_o|, with its gradient
-# to W), anything else "given" by the layer's scaling module (learnable Parameter, lq buffer).
-_ALPHA_FROM_WEIGHT = {"none": "none", "xnor": "xnor"}
-
 
 class _GroupBinarize(torch.autograd.Function):
     """alpha * sign(W) with the STE for k layers of equal fan-in n, as one C x n matrix.
@@ -39,7 +35,7 @@ class _GroupBinarize(torch.autograd.Function):
     def forward(ctx, mode: str, clipped: bool, rows: tuple[int, ...], *tensors: torch.Tensor):
         k = len(rows)
         weights, given = tensors[:k], tensors[k:]
-        n = weights[0][0].numel()
+        n = weights[0].shape[1:].numel()
         w = weights[0].reshape(rows[0], n) if k == 1 else torch.cat([t.reshape(r, n) for t, r in zip(weights, rows, strict=True)])
         b = sign(w)
         inside = None
@@ -64,17 +60,19 @@ class _GroupBinarize(torch.autograd.Function):
         k, n = len(ctx.rows), w.shape[1]
         g = grads[0].reshape(w.shape) if k == 1 else torch.cat([gr.reshape(r, n) for gr, r in zip(grads, ctx.rows, strict=True)])
         alpha_grad_needed = ctx.mode == "given" and any(ctx.needs_input_grad[3 + k:])
+        if ctx.clipped and inside is None:
+            inside = clip_mask(w)
         # Buffers are reused where the per-layer path would allocate: fewer page faults, same values.
         grad_alpha = spare = None
         if ctx.mode == "xnor" or alpha_grad_needed:
             spare = g * b
             grad_alpha = spare.sum(dim=1, keepdim=True)
         if alpha is None:
-            grad_w = g * (clip_mask(w) if inside is None else inside) if ctx.clipped else g
+            grad_w = g * inside if ctx.clipped else g
         else:
             grad_w = torch.mul(g, alpha, out=spare) if spare is not None else g * alpha
             if ctx.clipped:
-                grad_w.mul_(clip_mask(w) if inside is None else inside)
+                grad_w.mul_(inside)
         if ctx.mode == "xnor":
             # d mean|W_o| / dW_oj = sign(W_oj) / n, with torch's sign(0) = 0 as autograd's abs has.
             sign_w = torch.sign(w, out=g) if k > 1 else torch.sign(w)  # g: this node's own concatenation
@@ -106,8 +104,10 @@ def _binarize_groups(model: nn.Module, args) -> None:
     for layer in model.modules():
         if isinstance(layer, BINARY_LAYERS) and _eligible(layer):
             w = layer.weight
-            mode = _ALPHA_FROM_WEIGHT.get(layer.scaling_name, "given")
-            key = (mode, layer.ste == "clipped", w[0].numel(), w.dtype, w.device)
+            # Where alpha comes from: none (alpha = 1), xnor (mean |W_o|, with its gradient to W),
+            # else given by the layer's scaling module (learnable Parameter, lq buffer).
+            mode = layer.scaling_name if layer.scaling_name in ("none", "xnor") else "given"
+            key = (mode, layer.ste == "clipped", w.shape[1:].numel(), w.dtype, w.device)
             groups.setdefault(key + ((id(layer),) if w.numel() >= ALONE_FROM else ()), []).append(layer)
     handed: list[nn.Module] = []
     for (mode, clipped, *_), layers in groups.items():
@@ -129,7 +129,7 @@ def _drop_untaken(model: nn.Module, args, output) -> None:
 
 def group_binarization(model: nn.Module) -> nn.Module:
     """Make `model` binarize its binary layers in groups during forward passes (idempotent)."""
-    if _binarize_groups not in model._forward_pre_hooks.values():
+    if not is_grouped(model):
         model.register_forward_pre_hook(_binarize_groups)
         model.register_forward_hook(_drop_untaken, always_call=True)
     return model

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .scaling import make_scaling
-from .ste import sign, sign_ste
+from .ste import sign_ste
 
 
 class BinaryWeightMixin:
@@ -34,7 +34,6 @@ class BinaryWeightMixin:
     def binary_weight(self) -> torch.Tensor:
         """B in {-1, +1}, with the STE's gradient to the latent weight where B follows it."""
         if self.codebook is not None:
-            self._check_codebook()
             from ..kernels.codebook import quantize_ste
 
             return quantize_ste(self.weight, self.codebook, self.ste)
@@ -61,7 +60,7 @@ class BinaryWeightMixin:
         """alpha * B as the model's forward pre-hook computed it for this pass (qbn.binary.grouped),
         taken once; None when there is none, or it is stale (the latent weight changed since)."""
         handed = self.__dict__.pop("_grouped_weight", None)
-        if handed is None or not torch.is_grad_enabled() or handed[1] != self.weight._version:
+        if handed is None or handed[1] != self.weight._version:
             return None
         return handed[0]
 
@@ -72,7 +71,7 @@ class BinaryWeightMixin:
             from ..kernels.codebook import quantized_kernels
 
             return quantized_kernels(self.weight, self.codebook) > 0
-        b = sign(self.weight) > 0
+        b = self.weight >= 0  # sign(w) = +1 exactly where w >= 0
         if self.fixed_signs is not None:
             b = self.fixed_signs if self.fixed_mask is None else torch.where(self.fixed_mask, self.fixed_signs, b)
         return b
@@ -81,7 +80,7 @@ class BinaryWeightMixin:
         """Fix the binary signs to `signs` (bool, True = +1); only where `mask` is True if given."""
         if signs.shape != self.weight.shape or (mask is not None and mask.shape != self.weight.shape):
             raise ValueError(f"fixed signs of shape {tuple(signs.shape)} do not fit weight {tuple(self.weight.shape)}")
-        if getattr(self, "codebook", None) is not None:
+        if self.codebook is not None:
             raise ValueError("this layer is quantized to a kernel codebook (QBN); fixed signs and a codebook cannot be combined")
         self.fixed_signs = signs.to(device=self.weight.device, dtype=torch.bool).clone()
         self.fixed_mask = None if mask is None else mask.to(device=self.weight.device, dtype=torch.bool).clone()
@@ -96,15 +95,15 @@ class BinaryWeightMixin:
         n = ids.numel().bit_length() - 1
         if ids.numel() != 2 ** n or not 0 <= int(ids.min()) <= int(ids.max()) <= 511:
             raise ValueError(f"a codebook holds 2^n kernel ids in 0..511, got {ids.numel()} ids")
-        self.codebook = ids.to(self.weight.device).clone()
         self._check_codebook()
+        self.codebook = ids.to(self.weight.device).clone()
 
     def clear_codebook(self) -> None:
         self.codebook = None
 
     def _check_codebook(self) -> None:
+        """Refuse a codebook where it cannot apply; checked when one is set or loaded, not per forward."""
         if not (self.weight.dim() == 4 and tuple(self.weight.shape[-2:]) == (3, 3)):
-            self.codebook = None
             raise ValueError(f"only 3x3 binary convs take a kernel codebook; this layer's weight is {tuple(self.weight.shape)}")
         if self.fixed_signs is not None:
             raise ValueError("this layer has fixed signs (rewinding); fixed signs and a kernel codebook (QBN) cannot be combined")
@@ -123,6 +122,8 @@ class BinaryWeightMixin:
             if prefix + name in state_dict and getattr(self, name) is None:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name]))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if self.codebook is not None:
+            self._check_codebook()
 
     def extra_repr(self) -> str:
         fixed = "" if self.fixed_signs is None else (", signs=fixed" if self.fixed_mask is None else ", signs=partly fixed")

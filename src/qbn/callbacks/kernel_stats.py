@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
-from ..kernels.analysis import kernel_stats, write_kernel_stats
+from ..kernels.analysis import kernel_stats, layer_histograms, overall_histogram, write_kernel_stats
 from ..kernels.figures import write_figures
-from ..kernels.sources import live_signs
+from ..kernels.sources import backbone
+from ..kernels.stats import entropy, is_kernel_tensor, top_shares
 from ..run import update_summary
+from ..signs import model_signs
 
 log = logging.getLogger("qbn.kernels")
 
@@ -48,36 +50,46 @@ class KernelStats(pl.Callback):
     def state_key(self) -> str:
         return self._generate_state_key(every_n_epochs=self.every_n_epochs)
 
-    def _write(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> dict | None:
-        signs = live_signs(pl_module)
-        if not signs or not trainer.is_global_zero:
-            return None
+    @staticmethod
+    def _signs(pl_module: pl.LightningModule) -> dict | None:
+        """Signs of every binary layer (the 1x1 ones become kernels.json's not_counted), or None
+        when the model has no 3x3 binary conv and so no kernel statistics."""
+        signs = model_signs(backbone(pl_module))
+        return signs if any(is_kernel_tensor(s) for s in signs.values()) else None
+
+    def _write(self, trainer: pl.Trainer, signs: dict, epoch: int) -> dict:
         stats = write_run_kernels(self.run_dir, signs, self.layers, self.figures, epoch=epoch)
         self._to_wandb(trainer, stats)
         return stats
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
-        if self.every_n_epochs and epoch % self.every_n_epochs == 0:
-            signs = live_signs(pl_module)
-            if signs:
-                from ..kernels.analysis import layer_histograms, overall_histogram
-                from ..kernels.stats import entropy, top_shares
-
-                hist = overall_histogram(layer_histograms(signs))
-                pl_module.log("kernels/entropy", entropy(hist), rank_zero_only=True)
-                pl_module.log("kernels/top8", top_shares(hist, (8,))["top8"], rank_zero_only=True)
-                last = trainer.max_epochs is not None and epoch >= trainer.max_epochs
-                if not last:
-                    self._write(trainer, pl_module, epoch)
+        # rank zero only: it alone writes, and logs with rank_zero_only=True (so other ranks need not)
+        if not (self.every_n_epochs and epoch % self.every_n_epochs == 0 and trainer.is_global_zero):
+            return
+        signs = self._signs(pl_module)
+        if signs is None:
+            return
+        if trainer.max_epochs is not None and epoch >= trainer.max_epochs:
+            # the last epoch: on_fit_end writes kernels.json, so only the headline figures here
+            hist = overall_histogram(layer_histograms(signs))
+            overall = {"entropy": entropy(hist), **top_shares(hist, (8,))}
+        else:
+            overall = self._write(trainer, signs, epoch)["overall"]
+        pl_module.log("kernels/entropy", overall["entropy"], rank_zero_only=True)
+        pl_module.log("kernels/top8", overall["top8"], rank_zero_only=True)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        stats = self._write(trainer, pl_module, trainer.current_epoch)
-        if stats:
-            update_summary(self.run_dir, **summary_fields(stats))
-            o = stats["overall"]
-            log.info("kernels: entropy %.2f bits, top-1/8/32 coverage %.1f/%.1f/%.1f %% (uniform 0.2/1.6/6.3 %%)",
-                     o["entropy"], 100 * o["top1"], 100 * o["top8"], 100 * o["top32"])
+        if not trainer.is_global_zero:
+            return
+        signs = self._signs(pl_module)
+        if signs is None:
+            return
+        stats = self._write(trainer, signs, trainer.current_epoch)
+        update_summary(self.run_dir, **summary_fields(stats))
+        o = stats["overall"]
+        log.info("kernels: entropy %.2f bits, top-1/8/32 coverage %.1f/%.1f/%.1f %% (uniform 0.2/1.6/6.3 %%)",
+                 o["entropy"], 100 * o["top1"], 100 * o["top8"], 100 * o["top32"])
 
     def _to_wandb(self, trainer: pl.Trainer, stats: dict) -> None:
         try:

@@ -6,13 +6,11 @@ A resumed run gets its codebooks back from the checkpoint (they are layer buffer
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from ..binary import binary_layers
-from ..checkpoint import check_compatible, load_checkpoint
 from ..config import to_plain
 from ..errors import CheckpointError
 from ..kernels.qbn import (
@@ -25,6 +23,7 @@ from ..kernels.qbn import (
     quantize,
     refresh,
 )
+from ..kernels.sources import load_run_checkpoint
 from ..run import update_summary
 
 log = logging.getLogger("qbn.qbn")
@@ -38,19 +37,9 @@ def qbn_callbacks(cfg: DictConfig) -> list[pl.Callback]:
 
 def load_bwn(module: pl.LightningModule, path: str) -> None:
     """Load a trained BWN checkpoint into `module`; a non-BWN checkpoint is one clear error."""
-    from omegaconf import OmegaConf
-
-    from ..kernels.sources import run_dir_of
-
-    p = Path(path)
-    ckpt = load_checkpoint(p)
-    run_dir = run_dir_of(p if p.is_dir() else p.parent)
-    if run_dir is not None and not OmegaConf.load(run_dir / ".hydra" / "config.yaml").binary.enabled:
-        raise CheckpointError(f"qbn.from_ckpt={path} is not a BWN (its run has binary.enabled=false); QBN quantizes a trained BWN")
-    if not binary_layers(module.net):
+    if not binary_layers(module.net):  # this run's own model, before reading any file
         raise CheckpointError("QBN needs a binary-weight model: this run has no binary layers (binary=fp?)")
-    check_compatible(ckpt["state_dict"], module, f"qbn.from_ckpt {path}")
-    module.load_state_dict(ckpt["state_dict"])
+    load_run_checkpoint(path, module, need="QBN quantizes a trained BWN", label=f"qbn.from_ckpt={path}")
     for layer in binary_layers(module.net).values():
         if layer.codebook is not None:
             layer.clear_codebook()   # a QBN checkpoint is re-quantized from its latent weights
@@ -66,10 +55,6 @@ class QBNCallback(pl.Callback):
         self.order: list[str] = []
         self.done: list[str] = []
         self.report: dict[str, dict] = {}
-
-    @property
-    def state_key(self) -> str:
-        return "QBNCallback"
 
     def _layers(self, pl_module):
         return quantizable_layers(pl_module.net, self.settings.layers)
@@ -130,8 +115,7 @@ class QBNCallback(pl.Callback):
         binary = binary_layers(pl_module.net)
         acc = model_bits(pl_module.net, self.bits, shared)
         not_quantized = [k for k in binary if k not in self.bits]
-        settings = {k: v for k, v in vars(self.settings).items() if k != "extra"}
-        update_summary(self.run_dir, qbn=settings, qbn_bits=self.bits, qbn_layers=self.report,
+        update_summary(self.run_dir, qbn=dict(vars(self.settings)), qbn_bits=self.bits, qbn_layers=self.report,
                        qbn_quantized=list(self.done), qbn_not_quantized=not_quantized,
                        qbn_note="only 3x3 binary convs are quantized; other binary layers stay at 1 bit per weight "
                                 "and full-precision layers (first conv, classifier, BatchNorm) are unchanged",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -30,6 +29,7 @@ class RewindPoints(pl.Callback):
 
     @property
     def state_key(self) -> str:
+        # No state, but older checkpoints hold one under this key (see SignSnapshots.state_key).
         return self._generate_state_key(epochs=tuple(self.epochs))
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -47,21 +47,14 @@ class RewindPoints(pl.Callback):
         if epoch in self.epochs:
             trainer.save_checkpoint(self.run_dir / "checkpoints" / f"epoch_{epoch:03d}.ckpt")
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"epochs": list(self.epochs)}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        pass
-
 
 class ApplyRewind(pl.Callback):
     """A rewound run's set-up (qbn.rewind.RewindPlan): restore the trunk's epoch-0 state or continue
     from its epoch-J state, then fix the signs. Only on this run's fresh start: on resuming its own
     checkpoint the model (fixed-sign buffers included) is already restored."""
 
-    def __init__(self, plan, run_dir: str | Path):
+    def __init__(self, plan):
         self.plan = plan
-        self.run_dir = Path(run_dir)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from ..rewind import apply_plan

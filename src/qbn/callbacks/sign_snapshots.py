@@ -6,11 +6,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytorch_lightning as pl
 
-from ..signs import list_snapshots, model_signs, save_snapshot, snapshot_path
+from ..signs import list_snapshots, model_signs, save_snapshot, snapshot_path, snapshot_wanted
 
 log = logging.getLogger("qbn.signs")
 
@@ -31,22 +30,21 @@ class SignSnapshots(pl.Callback):
         self.every_n_epochs = int(every_n_epochs or 0)
         self.epochs = {int(e) for e in (epochs or [])}
         self.analyze = analyze
-        self.saved: list[int] = []
 
     @property
     def state_key(self) -> str:
+        # No state any more, but older checkpoints hold one under this key: a resume that finds
+        # the key among the callbacks raises no Lightning "add the following callbacks" warning.
         return self._generate_state_key(every_n_epochs=self.every_n_epochs)
 
     def wanted(self, epoch: int, last: bool) -> bool:
         """Whether the end of `epoch` (1-based) gets a snapshot."""
-        return last or epoch in self.epochs or (self.every_n_epochs > 0 and epoch % self.every_n_epochs == 0)
+        return snapshot_wanted(epoch, self.every_n_epochs, self.epochs, last)
 
     def _save(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> None:
         signs = model_signs(pl_module.net)  # every rank computes (cheap); only rank zero writes
         if trainer.is_global_zero and signs:
             save_snapshot(snapshot_path(self.run_dir, epoch), signs, epoch)
-            if epoch not in self.saved:
-                self.saved.append(epoch)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # A fresh start writes epoch 000. A run that starts from another run's checkpoint (a
@@ -79,9 +77,3 @@ class SignSnapshots(pl.Callback):
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=trainer.global_step)
                 logger.save()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"saved": list(self.saved)}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.saved = [int(e) for e in state_dict.get("saved", [])]

@@ -35,11 +35,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.overrides:
             raise QbnError(f"unexpected arguments {' '.join(args.overrides)} (overrides are for --eval)")
-        from .api import export, report_bytes
+        from .api import export_with_report
 
         start = time.perf_counter()
-        out = export(args.source, args.out, args.format, args.alpha_dtype, args.fp_dtype, args.fold_bn)
-        t = report_bytes(out.read_bytes())["totals"]
+        out, report = export_with_report(args.source, args.out, args.format, args.alpha_dtype, args.fp_dtype, args.fold_bn)
+        t = report["totals"]
         bpw = t["bits_per_binarized_weight"]
         print(f"wrote {out}: {t['file_bytes']} bytes ({t['compression']:.1f}x smaller than fp32 {t['fp32_bytes']} bytes); "
               + (f"{bpw:.4f} bits per binarized weight" if bpw is not None else "no binarized weights")

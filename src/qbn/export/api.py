@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
-import struct
 from pathlib import Path
 
 from ..errors import QbnError
 from ..run import update_summary
-from .container import MAGIC, split
+from .container import MAGIC, PREFIX
 from .sizes import size_report
 from .writer import model_spec, pack_module
 
@@ -42,6 +40,13 @@ def export(source: str | Path, out: str | Path | None = None, fmt: str = "packed
            fp_dtype: str = "fp32", fold_bn: bool = False) -> Path:
     """Pack the checkpoint (or run directory's last.ckpt) `source`; default output <run_dir>/model.qbn.
     When the source is in a run directory, its summary.json gets the size totals."""
+    return export_with_report(source, out, fmt, alpha_dtype, fp_dtype, fold_bn)[0]
+
+
+def export_with_report(source: str | Path, out: str | Path | None = None, fmt: str = "packed",
+                       alpha_dtype: str = "fp32", fp_dtype: str = "fp32", fold_bn: bool = False) -> tuple[Path, dict]:
+    """export(), also returning the written file's report_bytes (decoded once, here, so the CLI
+    prints sizes without reading the file back)."""
     from ..kernels.sources import model_from_checkpoint, run_dir_of
 
     source = Path(source)
@@ -55,11 +60,11 @@ def export(source: str | Path, out: str | Path | None = None, fmt: str = "packed
     info = {"checkpoint": str(source), "run_dir": str(run_dir) if run_dir else None, "dataset": str(cfg.dataset.name),
             "scaling": str(cfg.scaling.name) if cfg.binary.enabled else "fp", "binary": dict(cfg.binary)}
     buf = export_module(module, cfg, out, fmt, alpha_dtype, fp_dtype, fold_bn, info)
+    report = report_bytes(buf)
     if run_dir is not None:
-        totals = report_bytes(buf)["totals"]
-        update_summary(run_dir, **{f"export/{k}": v for k, v in totals.items() if v is not None},
+        update_summary(run_dir, **{f"export/{k}": v for k, v in report["totals"].items() if v is not None},
                        **{"export/file": str(out)})
-    return out
+    return out, report
 
 
 def report_bytes(buf: bytes) -> dict:
@@ -67,10 +72,9 @@ def report_bytes(buf: bytes) -> dict:
     PackedFileError here too, and a freshly written file is proven loadable)."""
     from .loader import load_bytes
 
-    load_bytes(buf)
-    header, _ = split(buf)
-    hlen = struct.unpack_from("<I", buf, 12)[0]
-    return size_report(header, hlen, len(buf))
+    header = load_bytes(buf).header  # the loader checked the prefix, header and every section
+    header_len = PREFIX.unpack_from(buf)[2]
+    return size_report(header, header_len, len(buf))
 
 
 def is_packed_file(path: str | Path) -> bool:
@@ -79,8 +83,3 @@ def is_packed_file(path: str | Path) -> bool:
         return False
     with open(path, "rb") as f:
         return f.read(8) == MAGIC
-
-
-def header_json(buf: bytes) -> str:
-    header, _ = split(buf)
-    return json.dumps(header, indent=2)

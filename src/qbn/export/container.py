@@ -52,6 +52,11 @@ def _bits_of(dtype: str) -> int | None:
     return None
 
 
+def index_bits(codebook_size: int) -> int:
+    """Bits per codebook index: ceil(log2 K), at least 1 (writer, loader and sizes agree on it)."""
+    return max(1, (codebook_size - 1).bit_length())
+
+
 def expected_nbytes(dtype: str, numel: int) -> int:
     """Bytes a section of `numel` elements of `dtype` occupies."""
     if dtype in RAW_DTYPES:

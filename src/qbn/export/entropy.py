@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..binary.packing import pack_bits, unpack_bits
+from ..kernels.stats import entropy, histogram
 from .container import PackedFileError
 
 MAX_GAMMA_BITS = 31
@@ -111,6 +112,4 @@ def decode(table: bytes, words: np.ndarray, alphabet: int, total: int) -> torch.
 
 def empirical_entropy(symbols: torch.Tensor, alphabet: int) -> float:
     """H = -sum p log2 p of the symbols' histogram, bits per symbol."""
-    counts = np.bincount(symbols.reshape(-1).cpu().numpy(), minlength=alphabet).astype(np.float64)
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log2(p)).sum())
+    return entropy(histogram(symbols, alphabet))

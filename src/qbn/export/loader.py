@@ -18,6 +18,7 @@ from .container import (
     PackedFileError,
     check_int,
     check_shape,
+    index_bits,
     read_float,
     read_raw,
     read_uint,
@@ -126,8 +127,7 @@ def decode_layer(name: str, entry: Any, data: memoryview, expected_shape: list[i
         if storage == "codebook":
             if book is None:
                 raise PackedFileError(f"bad header: {what} stores codebook indices but no codebook")
-            n = max(1, (book.numel() - 1).bit_length())
-            idx = read_uint(entry.get("indices"), data, f"{what} indices", n)
+            idx = read_uint(entry.get("indices"), data, f"{what} indices", index_bits(book.numel()))
             if list(idx.shape) != shape[:2]:
                 raise PackedFileError(f"shape disagrees with the header: {what} indices are {list(idx.shape)}, expected {shape[:2]}")
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .container import PREFIX_BYTES
+from .container import PREFIX_BYTES, index_bits
 
 _WEIGHT_SECTIONS = ("signs", "indices", "codebook")
 
@@ -39,7 +39,7 @@ def size_report(header: dict, header_bytes: int, file_bytes: int | None = None) 
         kind = {"signs": "binary", "codebook": "qbn", "entropy": "entropy"}[e["storage"]]
         if e.get("codebook"):
             k = _numel(e["codebook"])
-            kind = f"qbn {max(1, (k - 1).bit_length())}-bit" + (" +entropy" if e["storage"] == "entropy" else "")
+            kind = f"qbn {index_bits(k)}-bit" + (" +entropy" if e["storage"] == "entropy" else "")
         rows.append({"layer": name, "kind": kind, "shape": shape, "params": n + extra,
                      "bits_per_weight": 8 * wbytes / n, "bytes": wbytes + abytes + bbytes, "scaling": e.get("scaling")})
         binarized += n

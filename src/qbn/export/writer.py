@@ -13,17 +13,12 @@ from ..binary import binary_layers
 from ..errors import QbnError
 from ..kernels import ids_to_kernels, is_kernel_tensor, kernel_ids
 from . import entropy
-from .container import SectionWriter, assemble
+from .container import SectionWriter, assemble, index_bits
 from .fold import bn_scale_shift, conv_bn_pairs
+from .loader import build_backbone, effective_weight
 
 FORMATS = ("packed", "entropy")
 DTYPES = {"fp16": "float16", "fp32": "float32", "float16": "float16", "float32": "float32"}
-OPTIONAL_BUFFERS = ("fixed_signs", "fixed_mask", "codebook")
-
-
-def index_bits(codebook_size: int) -> int:
-    """Bits per codebook index: ceil(log2 K), at least 1."""
-    return max(1, (codebook_size - 1).bit_length())
 
 
 def model_spec(cfg: Any) -> dict:
@@ -64,12 +59,10 @@ def _layer_form(name: str, layer: nn.Module) -> dict:
     if alpha is not None:
         if alpha.numel() != w.shape[0]:
             raise QbnError(f"layer {name}: alpha has {alpha.numel()} values, expected one per output channel ({w.shape[0]})")
-        alpha = alpha.detach().cpu().to(w.dtype).reshape(-1)
-        form["alpha"] = alpha
-        expected = alpha.view(-1, *([1] * (w.dim() - 1))) * b
-    else:
-        expected = b
-    if not torch.equal(layer.effective_weight().detach().cpu(), expected):
+        form["alpha"] = alpha.detach().cpu().to(w.dtype).reshape(-1)
+    # the weight the loader will rebuild from what is stored, computed by the loader's own code
+    parts = {"b": b} if form["alpha"] is None else {"b": b, "alpha": form["alpha"]}
+    if not torch.equal(layer.effective_weight().detach().cpu(), effective_weight(parts)):
         raise QbnError(f"layer {name}: its forward weight is not alpha * B of its signs; cannot pack it exactly")
     return form
 
@@ -82,8 +75,6 @@ def pack_module(module: nn.Module, spec: dict, fmt: str = "packed", alpha_dtype:
     layers = binary_layers(net)
     folded = {}
     if fold_bn:
-        from .loader import build_backbone
-
         folded = conv_bn_pairs(build_backbone(spec, device="meta"))
     out = SectionWriter()
     codebooks: dict[bytes, dict] = {}
@@ -113,7 +104,9 @@ def pack_module(module: nn.Module, spec: dict, fmt: str = "packed", alpha_dtype:
     tensors: dict[str, dict] = {}
     for key in ("mean", "std"):
         tensors[f"normalize.{key}"] = dict(out.tensor(getattr(module.normalize, key), "float32"), kind="normalize")
-    skip = {f"{n}.{suffix}" for n in layers for suffix in ("weight", "bias", "scaling.alpha", *OPTIONAL_BUFFERS)}
+    # a binary layer's weight, bias and alpha are stored above; its optional buffers (fixed signs,
+    # codebook) are not fp tensors of the model the loader rebuilds
+    skip = {f"{n}.{suffix}" for n, m in layers.items() for suffix in ("weight", "bias", "scaling.alpha", *m.optional_buffers)}
     skip |= {f"{bn}.{k}" for bn in folded.values() for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
     state = net.state_dict()
     for key, t in state.items():

@@ -22,10 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         from ..callbacks.kernel_stats import write_run_kernels
-        from .sources import load_kernel_signs, run_dir_of
+        from .sources import load_signs, run_dir_of
 
         src = Path(args.source)
-        signs = load_kernel_signs(src)
+        signs = load_signs(src)  # every binary layer: kernel_stats counts the 3x3 ones, lists the rest
         run_dir = Path(args.out) if args.out else (run_dir_of(src if src.is_dir() else src.parent)
                                                    or (src if src.is_dir() else src.parent))
         if src.is_file() and src.parent.name == "signs" and not args.out:

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import torch
 
+from ..errors import QbnError
 from ..run import write_json
 from ..signs import SnapshotError, list_snapshots, load_snapshot
 from .sources import kernel_signs
-from .stats import entropy, histogram, kernel_ids, summarize, top_shares
+from .stats import NUM_IDS, entropy, histogram, kernel_ids, summarize, top_shares
 
 KERNELS_FORMAT = "qbn-kernels-v1"
 log = logging.getLogger("qbn.kernels")
@@ -22,7 +23,8 @@ def layer_histograms(signs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def overall_histogram(hists: dict[str, torch.Tensor]) -> torch.Tensor:
-    return sum(hists.values()) if hists else torch.zeros(512, dtype=torch.long)
+    """The histogram over all layers' kernels (zeros when there are no layers)."""
+    return sum(hists.values()) if hists else torch.zeros(NUM_IDS, dtype=torch.long)
 
 
 def history(run_dir: str | Path) -> dict[int, dict]:
@@ -41,11 +43,10 @@ def history(run_dir: str | Path) -> dict[int, dict]:
 
 
 def kernel_stats(signs: dict[str, torch.Tensor], run_dir: str | Path | None = None, **meta) -> dict:
-    """The kernels.json content for 3x3 layer signs (plus the snapshot history of `run_dir`)."""
+    """The kernels.json content for the signs of every binary layer (plus the snapshot history of
+    `run_dir`): 3x3 layers are counted, the others (1x1 shortcuts, linear) listed as not_counted."""
     hists = layer_histograms(signs)
     if not hists:
-        from ..errors import QbnError
-
         raise QbnError("no 3x3 binary convs found: kernel statistics need a BWN with 3x3 binary layers")
     stats = {"format": KERNELS_FORMAT, **meta,
              "layers_counted": list(hists),

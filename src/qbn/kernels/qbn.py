@@ -3,12 +3,14 @@ budget), per-layer or shared codebooks counted from the latent signs, and what i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..binary import binary_layers
+from ..signs import flip_fraction
+from .analysis import overall_histogram
 from .codebook import (
     MAX_BITS,
     CodebookError,
@@ -17,7 +19,7 @@ from .codebook import (
     choose_bits_for_budget,
     select_codebook,
 )
-from .stats import NUM_IDS, coverage, histogram, is_kernel_tensor, kernel_ids
+from .stats import histogram, is_kernel_tensor, kernel_ids
 
 CODEBOOK_MODES = ("per_layer", "shared")
 ORDERS = ("deepest_first", "shallowest_first")
@@ -37,13 +39,11 @@ class QBNSettings:
     progressive_order: str = "deepest_first"
     progressive_every: int | None = None
     fp_reference: str | None = None
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> QBNSettings:
-        d = dict(d or {})
-        known = {k: d.pop(k) for k in list(d) if k in cls.__dataclass_fields__ and k != "extra"}
-        s = cls(**known, extra=d)
+        # keys this version does not know are ignored (older or newer configs still load)
+        s = cls(**{k: v for k, v in (d or {}).items() if k in cls.__dataclass_fields__})
         s.validate()
         return s
 
@@ -111,7 +111,7 @@ def quantize(layers: dict[str, nn.Module], bits: dict[str, int], shared: bool = 
         if m.fixed_signs is not None:
             raise CodebookError("QBN cannot quantize a layer whose signs are fixed (rewinding): use rewind=off with qbn")
     hists = {k: latent_histogram(m) for k, m in layers.items()}
-    shared_hist = sum(hists.values()) if shared and hists else None
+    shared_hist = overall_histogram(hists) if shared else None
     report = {}
     for name, layer in layers.items():
         n = bits[name]
@@ -125,7 +125,7 @@ def quantize(layers: dict[str, nn.Module], bits: dict[str, int], shared: bool = 
         else:
             book = select_codebook(shared_hist if shared else hist, n)
             layer.set_codebook(book)
-            changed = (layer.signs() != before).float().mean().item()
+            changed = flip_fraction(before, layer.signs())
             covered = float(hist[book.to(hist.device)].sum()) / max(int(hist.sum()), 1)
             entry.update(quantized=True, codebook_coverage=covered, signs_changed=changed,
                          unchanged=changed == 0.0)
@@ -139,7 +139,7 @@ def refresh(layers: dict[str, nn.Module], shared: bool = False) -> None:
     """Recount the codebooks of quantized layers from their current latent kernels (same sizes)."""
     quantized = {k: m for k, m in layers.items() if m.codebook is not None}
     hists = {k: latent_histogram(m) for k, m in quantized.items()}
-    total = sum(hists.values()) if shared and hists else None
+    total = overall_histogram(hists) if shared else None
     for k, m in quantized.items():
         m.set_codebook(select_codebook(total if shared else hists[k], m.codebook.numel().bit_length() - 1))
 
@@ -169,14 +169,10 @@ def model_bits(net: nn.Module, bits: dict[str, int], shared: bool = False) -> di
     acc = bits_accounting(kernels, bits, others, shared)
     latent = {id(m.weight) for m in binary.values()}
     fp_values = sum(p.numel() for p in net.parameters() if id(p) not in latent)
-    fp_values += sum(b.numel() for name, b in net.named_buffers()
-                     if b.is_floating_point() and not name.endswith(("codebook", "fixed_signs", "fixed_mask")))
+    # codebooks and fixed signs are integer/bool buffers, so only BatchNorm statistics count here
+    fp_values += sum(b.numel() for b in net.buffers() if b.is_floating_point())
     fp_values += sum(m.weight.shape[0] for m in binary.values() if m.scaling_name == "xnor")
     acc["full_precision_values"] = int(fp_values)
     acc["model_bytes"] = int((acc["binary_bits"] + 7) // 8 + 4 * fp_values)
     return acc
 
-
-def uncovered_share(hist: torch.Tensor, n: int) -> float:
-    """1 - C(2^n): the share of kernels not in a layer's own top-2^n codebook."""
-    return 1.0 - float(coverage(hist)[min(2 ** n, NUM_IDS) - 1])

@@ -1,4 +1,4 @@
-"""The kernels / QBN section of a run's report.md (registered in qbn.report.SECTIONS)."""
+"""The kernels / QBN section of a run's report.md (listed in qbn.report.SECTIONS)."""
 
 from __future__ import annotations
 
@@ -43,15 +43,3 @@ def kernel_section(run_dir: Path) -> str:
                          f"{'-' if ch is None else f'{100 * ch:.2f}'} | {r.get('note', '')} |")
     return "\n".join(lines)
 
-
-def _register() -> None:
-    """Add kernel_section to qbn.report.SECTIONS (also when the report runs as `python -m`, i.e. __main__)."""
-    import sys
-
-    for module in (sys.modules.get("qbn.report"), sys.modules.get("__main__")):
-        sections = getattr(module, "SECTIONS", None)
-        if isinstance(sections, list) and kernel_section not in sections:
-            sections.append(kernel_section)
-
-
-_register()

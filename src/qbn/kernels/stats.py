@@ -3,8 +3,6 @@ sign-symmetric 256-class view, entropy and top-k coverage. Vectorised, no loop o
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 NUM_IDS = 512
@@ -98,6 +96,3 @@ def summarize(hist: torch.Tensor, top: int = 32) -> dict:
         "histogram_symmetric": [int(c) for c in sym],
     }
 
-
-def max_entropy_bits() -> float:
-    return math.log2(NUM_IDS)

@@ -120,15 +120,3 @@ def qbn_view(sweep_dir: Path, rows: list[dict]) -> str:
     lines += ["", "![QBN accuracy against bits](figures/qbn_accuracy_bits.png)"]
     return "\n".join(lines)
 
-
-def _register() -> None:
-    """Add qbn_view to qbn.aggregate.VIEWS (also when aggregate runs as `python -m`, i.e. __main__)."""
-    import sys
-
-    for module in (sys.modules.get("qbn.aggregate"), sys.modules.get("__main__")):
-        views = getattr(module, "VIEWS", None)
-        if isinstance(views, list) and qbn_view not in views:
-            views.append(qbn_view)
-
-
-_register()
