@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import compose_cfg
+pytest.register_assert_rewrite("tests.helpers")  # check_qbn_run's failures say what differed
+
+from .helpers import compose_cfg  # noqa: E402
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")

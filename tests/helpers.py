@@ -1,9 +1,10 @@
 """Test helpers: compose the real Hydra config (as `python -m qbn.train` would) in a temp run dir,
-and run entry points as a user would."""
+run entry points as a user would, write run directories without training, check a QBN run."""
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from qbn.config import CONFIG_DIR
 
@@ -25,6 +26,12 @@ FASHION_MNIST_AVAILABLE = (ROOT / "data" / "FashionMNIST" / "raw" / "t10k-labels
 # (drawing figures is most of a tiny run's time; test_cli_run_writes_complete_run_directory checks them).
 TINY = ["dataset=synthetic", "trainer.max_epochs=1", "callbacks.progress=null", "trainer.enable_model_summary=false",
         "report=false", "callbacks.kernel_stats.figures=false"]
+
+
+def tiny(*overrides: str, drop: tuple[str, ...] = ()) -> list[str]:
+    """TINY less the keys in `drop` and those `overrides` set again, then `overrides`."""
+    keys = {o.split("=", 1)[0] for o in overrides} | set(drop)
+    return [o for o in TINY if o.split("=", 1)[0] not in keys] + list(overrides)
 
 
 def compose_cfg(run_dir: Path, overrides: list[str] | None = None):
@@ -40,11 +47,76 @@ def compose_cfg(run_dir: Path, overrides: list[str] | None = None):
     return cfg
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run `python -m ...` as a user would, with no standard input."""
-    env = dict(os.environ, QBN_DATA_DIR=str(ROOT / "data"), PYTHONUNBUFFERED="1", WANDB_MODE="offline")
+def compose_run(run_dir: Path, overrides: list[str] | None = None):
+    """compose_cfg, also saved as <run_dir>/.hydra/config.yaml as the Hydra app would."""
+    cfg = compose_cfg(run_dir, overrides)
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), run_dir / ".hydra" / "config.yaml",
+                   resolve=True)
+    return cfg
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m ...` as a user would, with no standard input; `env` is added to the environment."""
+    env = dict(os.environ, QBN_DATA_DIR=str(ROOT / "data"), PYTHONUNBUFFERED="1", WANDB_MODE="offline", **(env or {}))
     return subprocess.run([sys.executable, "-m", *args], cwd=cwd or ROOT, env=env, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def write_run_dir(run_dir: Path, cfg, module) -> Path:
+    """A run directory made like a real run's, without training: .hydra/config.yaml (cfg less hydra,
+    paths.run_dir set to run_dir) and checkpoints/last.ckpt with module's state."""
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    plain = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    with open_dict(plain):
+        plain.pop("hydra", None)
+        plain.paths.run_dir = str(run_dir)
+    OmegaConf.save(plain, run_dir / ".hydra" / "config.yaml")
+    torch.save({"state_dict": module.state_dict()}, run_dir / "checkpoints" / "last.ckpt")
+    return run_dir
+
+
+def sign_history(epochs: int = 4, n: int = 40, seed: int = 0) -> torch.Tensor:
+    """(epochs + 1) x n signs, each epoch flipping fewer of them (a trunk's sign history)."""
+    g = torch.Generator().manual_seed(seed)
+    h = [torch.rand(n, generator=g) < 0.5]
+    for e in range(epochs):
+        flip = torch.rand(n, generator=g) < 0.4 / (e + 1)
+        h.append(h[-1] ^ flip)
+    return torch.stack(h)
+
+
+def fake_trunk(root: Path, epochs: int = 4, name: str = "trunk", status: str = "completed") -> Path:
+    """A trunk directory with snapshots of two layers, a summary and a config (no training)."""
+    from qbn.run import write_json
+    from qbn.signs import save_snapshot, snapshot_path
+
+    d = root / name / "2026-01-01_00-00-00_000000"
+    h = sign_history(epochs, n=4 * 3 * 3 + 2 * 4 * 3 * 3)
+    for e in range(epochs + 1):
+        save_snapshot(snapshot_path(d, e), {"l1": h[e, :36].view(4, 1, 3, 3), "l2": h[e, 36:].view(2, 4, 3, 3)}, e)
+    write_json(d / "summary.json", {"status": status, "epochs": epochs, "test/acc": 0.5})
+    (d / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.create({"model": {"name": "resnet20"}, "trainer": {"max_epochs": epochs}}), d / ".hydra" / "config.yaml")
+    return d
+
+
+def check_qbn_run(run_dir: Path, summary: dict, bits: int = 4) -> dict:
+    """A QBN fine-tuning run with `bits`: its summary, the codebooks in last.ckpt, and kernels.json
+    using only codewords. Returns kernels.json."""
+    assert summary["status"] == "completed" and summary["qbn"]["bits"] == bits
+    assert 0 < summary["bits_per_weight"] < 1 and summary["model_bytes"] > 0
+    assert set(summary["qbn_bits"].values()) == {bits}
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    books = {k[: -len(".codebook")]: v for k, v in state.items() if k.endswith(".codebook")}
+    assert len(books) == len(summary["qbn_bits"]) and all(len(b) <= 2 ** bits for b in books.values())
+    stats = json.loads((run_dir / "kernels.json").read_text())
+    for name, layer_stats in stats["layers"].items():       # after fine-tuning steps: only codewords
+        used = {i for i, c in enumerate(layer_stats["histogram"]) if c}
+        assert used <= set(books["net." + name].tolist())
+    return stats
 
 
 def grouped_and_per_layer(scaling: str, ste: str, image_size: int = 16, **policy):

@@ -141,6 +141,15 @@ def test_pack_bits_hand_example_and_round_trip():
     assert torch.equal(unpack_bits(packed, 10), bits)
     rnd = torch.rand(3, 5, 7) > 0.5
     assert torch.equal(unpack_bits(pack_bits(rnd), rnd.numel()).view(3, 5, 7), rnd)
+    assert pack_bits(torch.tensor([1, 0, 1, 1, 0, 0, 0, 0, 1], dtype=torch.bool)).tolist() == [1 + 4 + 8, 1]
+
+
+@pytest.mark.parametrize("shape", [(1,), (7,), (8,), (9,), (16, 16, 3, 3), (3, 5, 1, 1)])
+def test_pack_round_trip_sizes(shape):
+    bits = torch.rand(shape, generator=torch.Generator().manual_seed(len(shape))) < 0.5
+    packed = pack_bits(bits)
+    assert packed.dtype == torch.uint8 and packed.numel() == (bits.numel() + 7) // 8
+    assert torch.equal(unpack_bits(packed, bits.numel()).view(shape), bits)
 
 
 def test_fixed_signs_are_used_and_saved():

@@ -8,25 +8,19 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-from omegaconf import OmegaConf
 
 from qbn.kernels.__main__ import main as kernels_main
 from qbn.report import main as report_main
 from qbn.train import train
 
-from .helpers import TINY, compose_cfg
+from .helpers import TINY, check_qbn_run, compose_run
 
 QUICK = [*TINY, "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
 
 
 def _train(run_dir: Path, *overrides: str) -> dict:
     """qbn.train in-process, saving .hydra/config.yaml as the Hydra app would."""
-    cfg = compose_cfg(run_dir, [*QUICK, *overrides])
-    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), run_dir / ".hydra" / "config.yaml",
-                   resolve=True)
-    return train(cfg)
+    return train(compose_run(run_dir, [*QUICK, *overrides]))
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +33,7 @@ def bwn_run(tmp_path_factory) -> Path:
 def test_qbn_finetune_then_kernels_and_report(bwn_run, tmp_path, capsys):
     run_dir = tmp_path / "qbn"
     summary = _train(run_dir, "qbn.bits=4", f"qbn.from_ckpt={bwn_run}")
-    assert summary["status"] == "completed" and summary["qbn"]["bits"] == 4
-    assert 0 < summary["bits_per_weight"] < 1 and summary["model_bytes"] > 0
-    assert set(summary["qbn_bits"].values()) == {4}
-    state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
-    books = {k[: -len(".codebook")]: v for k, v in state.items() if k.endswith(".codebook")}
-    assert len(books) == len(summary["qbn_bits"]) and all(len(b) <= 2 ** 4 for b in books.values())
-    stats = json.loads((run_dir / "kernels.json").read_text())
-    for name, layer_stats in stats["layers"].items():       # after fine-tuning steps: only codewords
-        used = {i for i, c in enumerate(layer_stats["histogram"]) if c}
-        assert used <= set(books["net." + name].tolist())
+    stats = check_qbn_run(run_dir, summary, bits=4)
 
     # python -m qbn.kernels reads the QBN checkpoint (quantized signs) the same way, and draws
     out = tmp_path / "offline"

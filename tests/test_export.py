@@ -36,14 +36,14 @@ def _assert_same(module, buf):
 @pytest.mark.parametrize("model", ["resnet20", "resnet32", "resnet56", "vgg_small",
                                    "resnet18",
                                    pytest.param("resnet34", marks=pytest.mark.slow)])
-def test_round_trip_backbones(tmp_path, model):
-    module, cfg = make_module(tmp_path, f"model={model}")
+def test_round_trip_backbones(model):
+    module, cfg = make_module(f"model={model}")
     _assert_same(module, export_module(module, cfg))
 
 
 @pytest.mark.parametrize("scaling", ["none", "xnor", "learnable", "lq"])
-def test_round_trip_scalings(tmp_path, scaling):
-    module, cfg = make_module(tmp_path, "model=resnet20", f"scaling={scaling}", "model.backbone.shortcut=B")
+def test_round_trip_scalings(scaling):
+    module, cfg = make_module("model=resnet20", f"scaling={scaling}", "model.backbone.shortcut=B")
     buf = export_module(module, cfg)
     _assert_same(module, buf)
     header, _ = split_file(buf)
@@ -52,8 +52,8 @@ def test_round_trip_scalings(tmp_path, scaling):
     assert any(e["shape"][2:] == [1, 1] for e in header["layers"].values())  # 1x1 shortcuts packed too
 
 
-def test_round_trip_binary_classifier_and_fixed_signs(tmp_path):
-    module, cfg = make_module(tmp_path, "model=resnet20", "binary.classifier=true", "binary.first_conv=true")
+def test_round_trip_binary_classifier_and_fixed_signs():
+    module, cfg = make_module("model=resnet20", "binary.classifier=true", "binary.first_conv=true")
     layer = binary_layers(module.net)["layer2.0.conv1"]
     g = torch.Generator().manual_seed(3)
     layer.fix_signs(torch.rand(layer.weight.shape, generator=g) > 0.5, torch.rand(layer.weight.shape, generator=g) > 0.5)
@@ -62,8 +62,8 @@ def test_round_trip_binary_classifier_and_fixed_signs(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["packed", "entropy"])
-def test_round_trip_qbn(tmp_path, fmt):
-    module, cfg = make_module(tmp_path, "model=resnet20")
+def test_round_trip_qbn(fmt):
+    module, cfg = make_module("model=resnet20")
     skew_kernels(module)
     layers = quantizable_layers(module.net)
     quantize(layers, {k: 5 for k in layers})
@@ -82,9 +82,9 @@ def test_round_trip_qbn(tmp_path, fmt):
         assert any(e["storage"] == "entropy" for e in header["layers"].values())
 
 
-def test_qbn_bits_per_weight(tmp_path):
+def test_qbn_bits_per_weight():
     """n = 5: 5/9 bit per weight plus the codebook (9 * 32 bits per layer), exactly."""
-    module, cfg = make_module(tmp_path, "model=resnet20")
+    module, cfg = make_module("model=resnet20")
     layers = quantizable_layers(module.net)
     quantize(layers, {k: 5 for k in layers})
     report = report_bytes(export_module(module, cfg))
@@ -95,8 +95,8 @@ def test_qbn_bits_per_weight(tmp_path):
     assert 5 / 9 < report["totals"]["bits_per_binarized_weight"] < 5 / 9 + 0.05
 
 
-def test_entropy_format_decodes_same_kernel_ids(tmp_path):
-    module, cfg = make_module(tmp_path, "model=resnet20")
+def test_entropy_format_decodes_same_kernel_ids():
+    module, cfg = make_module("model=resnet20")
     skew_kernels(module)
     buf = export_module(module, cfg, fmt="entropy")
     packed = export_module(module, cfg, fmt="packed")
@@ -104,7 +104,7 @@ def test_entropy_format_decodes_same_kernel_ids(tmp_path):
     header, data = split_file(buf)
     coded = [n for n, e in header["layers"].items() if e["storage"] == "entropy"]
     assert coded, "a skewed kernel distribution must be entropy coded"
-    _, body = load_bytes(buf), memoryview(data)
+    body = memoryview(data)
     for name in coded:
         layer = binary_layers(module.net)[name]
         parts = decode_layer(name, header["layers"][name], body, list(layer.weight.shape))
@@ -113,17 +113,17 @@ def test_entropy_format_decodes_same_kernel_ids(tmp_path):
     assert report_bytes(buf)["totals"]["bits_per_binarized_weight"] < 1.0
 
 
-def test_entropy_never_larger_than_packed(tmp_path):
+def test_entropy_never_larger_than_packed():
     """Near-uniform kernels (random init): layers fall back to packed signs, so no loss."""
-    module, cfg = make_module(tmp_path, "model=resnet20")
+    module, cfg = make_module("model=resnet20")
     a = report_bytes(export_module(module, cfg, fmt="entropy"))["totals"]
     b = report_bytes(export_module(module, cfg, fmt="packed"))["totals"]
     assert a["data_bytes"] <= b["data_bytes"]
 
 
-def test_bit_order_hand_packed(tmp_path):
+def test_bit_order_hand_packed():
     """A 1x1 binary conv's signs: element 8i+j is bit j of byte i (LSB first)."""
-    module, cfg = make_module(tmp_path, "model=resnet20", "model.backbone.shortcut=B")
+    module, cfg = make_module("model=resnet20", "model.backbone.shortcut=B")
     layer = binary_layers(module.net)["layer2.0.shortcut.0"]  # 32 x 16 x 1 x 1
     signs = torch.zeros(layer.weight.shape, dtype=torch.bool)
     flat = signs.view(-1)
@@ -175,8 +175,8 @@ def test_entropy_coder_near_empirical_entropy():
     assert words.nbytes * 8 <= h * s.numel() * 1.01 + 64
 
 
-def test_fold_bn_close_and_smaller(tmp_path):
-    module, cfg = make_module(tmp_path, "model=resnet20", "model.backbone.shortcut=B", "scaling=none")
+def test_fold_bn_close_and_smaller():
+    module, cfg = make_module("model=resnet20", "model.backbone.shortcut=B", "scaling=none")
     buf = export_module(module, cfg, fold_bn=True)
     loaded = load_bytes(buf)
     header, _ = split_file(buf)
@@ -187,8 +187,8 @@ def test_fold_bn_close_and_smaller(tmp_path):
     assert len(buf) < len(export_module(module, cfg))
 
 
-def test_fp16_options(tmp_path):
-    module, cfg = make_module(tmp_path, "model=resnet20")
+def test_fp16_options():
+    module, cfg = make_module("model=resnet20")
     a = export_module(module, cfg, alpha_dtype="fp16", fp_dtype="fp16")
     b = export_module(module, cfg)
     loaded = load_bytes(a)
@@ -199,8 +199,8 @@ def test_fp16_options(tmp_path):
     assert ra["bits_per_binarized_weight"] == rb["bits_per_binarized_weight"] == 1.0
 
 
-def test_size_report_matches_file(tmp_path):
-    module, cfg = make_module(tmp_path, "model=resnet20")
+def test_size_report_matches_file():
+    module, cfg = make_module("model=resnet20")
     buf = export_module(module, cfg)
     t = report_bytes(buf)["totals"]
     assert t["computed_file_bytes"] == t["file_bytes"] == len(buf)
@@ -214,8 +214,8 @@ def test_size_report_matches_file(tmp_path):
         sum(math.ceil(m.weight.numel() / 8) * 8 for m in binary_layers(module.net).values()) / n_binary)
 
 
-def test_shared_codebook_stored_once(tmp_path):
-    module, cfg = make_module(tmp_path, "model=resnet20")
+def test_shared_codebook_stored_once():
+    module, cfg = make_module("model=resnet20")
     layers = quantizable_layers(module.net)
     quantize(layers, {k: 4 for k in layers}, shared=True)
     buf = export_module(module, cfg)

@@ -7,28 +7,19 @@ import json
 
 import pytest
 import torch
-from omegaconf import OmegaConf, open_dict
 
 from qbn.export import export, load
 from qbn.export.__main__ import main as export_main
 from qbn.summary import main as summary_main
 
 from .export_helpers import make_module
-from .helpers import FASHION_MNIST_AVAILABLE, TINY, run_cli
+from .helpers import FASHION_MNIST_AVAILABLE, TINY, run_cli, write_run_dir
 
 
 @pytest.fixture
 def run_dir(tmp_path):
-    module, cfg = make_module(tmp_path, "model=resnet20")
-    run = tmp_path / "run"
-    (run / ".hydra").mkdir(parents=True)
-    (run / "checkpoints").mkdir()
-    plain = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    with open_dict(plain):
-        del plain["hydra"]
-        plain.paths.run_dir = str(run)
-    OmegaConf.save(plain, run / ".hydra" / "config.yaml")
-    torch.save({"state_dict": module.state_dict()}, run / "checkpoints" / "last.ckpt")
+    module, cfg = make_module("model=resnet20")
+    run = write_run_dir(tmp_path / "run", cfg, module)
     (run / "summary.json").write_text(json.dumps({"status": "completed"}))
     return run, module
 

@@ -24,8 +24,8 @@ CORPUS = Path(__file__).parent / "corpus" / "export"
 
 
 @pytest.fixture(scope="module")
-def seed(tmp_path_factory) -> bytes:
-    return seed_file(tmp_path_factory.mktemp("seed"))
+def seed() -> bytes:
+    return seed_file()
 
 
 def _expect(buf: bytes, message: str) -> None:
@@ -127,11 +127,11 @@ def test_missing_tensor(seed):
     _expect(_edit(seed, f), "lacks 1 tensors")
 
 
-def test_corrupt_entropy_payload(tmp_path):
+def test_corrupt_entropy_payload():
     from qbn.export import export_module
 
     from .export_helpers import make_module, skew_kernels
-    module, cfg = make_module(tmp_path, "model=resnet20")
+    module, cfg = make_module("model=resnet20")
     skew_kernels(module)
     buf = export_module(module, cfg, fmt="entropy")
     header, data = split_file(buf)

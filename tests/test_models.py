@@ -27,6 +27,9 @@ def _cifar_resnet_params(n: int, classes: int = 10, cin: int = 3) -> int:
 @pytest.mark.parametrize(("fn", "n"), [(resnet20, 3), (resnet32, 5), (resnet56, 9)])
 def test_cifar_resnet_counts(fn, n):
     assert _count(fn(num_classes=10, in_channels=3)) == _cifar_resnet_params(n)
+
+
+def test_resnet20_count_is_the_papers():
     assert _count(resnet20(num_classes=10, in_channels=3)) == 269_722  # the paper's 0.27M
 
 

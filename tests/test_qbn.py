@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
 from qbn.binary import BinaryConv2d, binary_layers
@@ -24,6 +23,8 @@ from qbn.kernels.qbn import (
     quantize,
     refresh,
 )
+
+from .helpers import write_run_dir
 
 
 def _layer(o=6, i=5, seed=0) -> BinaryConv2d:
@@ -212,16 +213,9 @@ def test_qbn_checkpoint_reloads_to_same_predictions(cfg_factory, tmp_path):
         assert torch.equal(fresh(x), before)
 
 
-def _fake_run(cfg, run_dir, module):
-    (run_dir / ".hydra").mkdir(parents=True)
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
-    (run_dir / "checkpoints").mkdir()
-    torch.save({"state_dict": module.state_dict()}, run_dir / "checkpoints" / "last.ckpt")
-
-
 def test_non_bwn_checkpoint_is_one_clear_message(cfg_factory, tmp_path):
     fp_cfg = cfg_factory("dataset=synthetic", "binary=fp", run_dir=tmp_path / "fp")
-    _fake_run(fp_cfg, tmp_path / "fp", build_module(fp_cfg))
+    write_run_dir(tmp_path / "fp", fp_cfg, build_module(fp_cfg))
     bwn = build_module(cfg_factory("dataset=synthetic"))
     with pytest.raises(CheckpointError, match="not a BWN"):
         load_bwn(bwn, str(tmp_path / "fp"))
@@ -235,7 +229,7 @@ def test_kernel_stats_from_checkpoint_snapshot_and_model(cfg_factory, tmp_path):
 
     cfg = cfg_factory("dataset=synthetic", run_dir=tmp_path / "run")
     module = build_module(cfg)
-    _fake_run(cfg, tmp_path / "run", module)
+    write_run_dir(tmp_path / "run", cfg, module)
     save_snapshot(snapshot_path(tmp_path / "run", 0), model_signs(module.net), 0)
     live = load_kernel_signs(module)
     for src in (tmp_path / "run", tmp_path / "run" / "checkpoints" / "last.ckpt", snapshot_path(tmp_path / "run", 0)):
@@ -258,7 +252,7 @@ def test_kernels_json_lists_1x1_shortcuts_as_not_counted(cfg_factory, tmp_path, 
     module = build_module(cfg)
     shortcuts = [k for k, m in binary_layers(module.net).items() if tuple(m.weight.shape[-2:]) == (1, 1)]
     assert len(shortcuts) == 2  # the two projection shortcuts of a resnet20 with shortcut B
-    _fake_run(cfg, run, module)
+    write_run_dir(run, cfg, module)
     KernelStats(str(run), figures=False).on_fit_end(SimpleNamespace(is_global_zero=True, current_epoch=1, loggers=[]), module)
     stats = json.loads((run / "kernels.json").read_text())
     assert stats["not_counted"] == shortcuts and not set(shortcuts) & set(stats["layers"])

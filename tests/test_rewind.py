@@ -4,7 +4,6 @@ trunk's saved state restored bit for bit, the recipe inheritance and the clear-e
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -29,8 +28,9 @@ from qbn.rewind import (
     stable_mask,
     weights_file,
 )
-from qbn.run import write_json
-from qbn.signs import save_snapshot, snapshot_path
+from qbn.signs import snapshot_path
+
+from .helpers import fake_trunk, sign_history
 
 
 def _layer(scaling: str, seed: int = 0) -> BinaryConv2d:
@@ -92,17 +92,8 @@ def test_random_signs_keep_each_layers_plus_one_share():
     assert all(torch.equal(out[k], again[k]) for k in ref)
 
 
-def _history(epochs: int = 4, n: int = 40, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    h = [torch.rand(n, generator=g) < 0.5]
-    for e in range(epochs):
-        flip = torch.rand(n, generator=g) < 0.4 / (e + 1)
-        h.append(h[-1] ^ flip)
-    return torch.stack(h)
-
-
 def test_stable_mask_fixes_exactly_the_weights_with_last_flip_at_most_k():
-    h = _history()
+    h = sign_history()
     for k in range(h.shape[0]):
         mask = stable_mask(h, k)
         for i in range(h.shape[1]):
@@ -110,23 +101,11 @@ def test_stable_mask_fixes_exactly_the_weights_with_last_flip_at_most_k():
             assert bool(mask[i]) == (last <= k)
 
 
-def _fake_trunk(root: Path, epochs: int = 4, name: str = "trunk", status: str = "completed") -> Path:
-    """A trunk directory with snapshots of two layers, a summary and a config (no training)."""
-    d = root / name / "2026-01-01_00-00-00_000000"
-    h = _history(epochs, n=4 * 3 * 3 + 2 * 4 * 3 * 3)
-    for e in range(epochs + 1):
-        save_snapshot(snapshot_path(d, e), {"l1": h[e, :36].view(4, 1, 3, 3), "l2": h[e, 36:].view(2, 4, 3, 3)}, e)
-    write_json(d / "summary.json", {"status": status, "epochs": epochs, "test/acc": 0.5})
-    (d / ".hydra").mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(OmegaConf.create({"model": {"name": "resnet20"}, "trainer": {"max_epochs": epochs}}), d / ".hydra" / "config.yaml")
-    return d
-
-
 def test_select_signs_epoch_final_stable_from_snapshots(tmp_path):
-    d = _fake_trunk(tmp_path)
+    d = fake_trunk(tmp_path)
     signs, mask, k = select_signs(d, parse_signs("epoch:2"), 4, seed=0)
     assert k == 2 and mask is None
-    h = _history(4, n=108)
+    h = sign_history(4, n=108)
     assert torch.equal(signs["l1"].flatten(), h[2, :36]) and torch.equal(signs["l2"].flatten(), h[2, 36:])
     final, _, k = select_signs(d, parse_signs("final"), 4, seed=0)
     assert k == 4 and torch.equal(final["l2"].flatten(), h[4, 36:])
@@ -141,7 +120,7 @@ def test_select_signs_epoch_final_stable_from_snapshots(tmp_path):
 
 
 def test_k_beyond_last_epoch_and_bad_specs_are_clear(tmp_path):
-    d = _fake_trunk(tmp_path)
+    d = fake_trunk(tmp_path)
     with pytest.raises(RewindError, match="beyond trunk .* epochs 0..4"):
         select_signs(d, parse_signs("epoch:7"), 4, seed=0)
     with pytest.raises(RewindError, match="beyond trunk"):
@@ -154,7 +133,7 @@ def test_k_beyond_last_epoch_and_bad_specs_are_clear(tmp_path):
 
 
 def test_missing_files_name_the_file_and_the_option(tmp_path):
-    d = _fake_trunk(tmp_path)
+    d = fake_trunk(tmp_path)
     snapshot_path(d, 3).unlink()
     with pytest.raises(RewindError, match=r"epoch_003\.pt.*sign_snapshots"):
         select_signs(d, parse_signs("epoch:3"), 4, seed=0)
@@ -166,12 +145,12 @@ def test_missing_files_name_the_file_and_the_option(tmp_path):
 
 
 def test_find_trunk_by_name_or_path_and_clear_errors(tmp_path):
-    d = _fake_trunk(tmp_path)
+    d = fake_trunk(tmp_path)
     assert find_trunk("trunk", tmp_path) == d
     assert find_trunk(str(d), tmp_path / "elsewhere") == d
     with pytest.raises(RewindError, match="trunk 'nope' not found.*rewind=trunk"):
         find_trunk("nope", tmp_path)
-    failed = _fake_trunk(tmp_path, name="bad", status="failed")
+    failed = fake_trunk(tmp_path, name="bad", status="failed")
     with pytest.raises(RewindError, match="no completed run"):
         find_trunk("bad", tmp_path)
     with pytest.raises(RewindError, match="status 'failed'"):
@@ -253,8 +232,8 @@ def test_primary_subnet_preset_composes_for_both_steps(cfg_factory):
 def test_rewind_view_table_and_figure(tmp_path):
     from qbn.analysis.rewind import rewind_view
 
-    d = _fake_trunk(tmp_path, epochs=4)
-    h = _history(4, n=108)
+    d = fake_trunk(tmp_path, epochs=4)
+    h = sign_history(4, n=108)
     rows = []
     for signs, mode, k, accs in (("epoch:0", "epoch", 0, [0.30, 0.34]), ("epoch:2", "epoch", 2, [0.45, 0.47]),
                                  ("random", "random", None, [0.20, 0.22]), ("final", "final", 4, [0.49, 0.51])):

@@ -8,27 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from qbn.checkpoint import load_checkpoint
 from qbn.rewind import RewindError
 from qbn.signs import load_snapshot, snapshot_path
 from qbn.train import train
 
-from .helpers import compose_cfg
+from .helpers import compose_cfg, compose_run, fake_trunk, tiny
 
 # what every run here shares; the rewound runs leave trainer.max_epochs to the trunk
-QUIET = ["dataset=synthetic", "callbacks.progress=null", "trainer.enable_model_summary=false", "report=false",
-         "trainer.accelerator=cpu", "callbacks.kernel_stats.figures=false"]
-
-
-def _compose(run_dir: Path, overrides: list[str]):
-    """The composed config, also saved as <run_dir>/.hydra/config.yaml as the Hydra app would."""
-    cfg = compose_cfg(run_dir, overrides)
-    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), run_dir / ".hydra" / "config.yaml",
-                   resolve=True)
-    return cfg
+QUIET = tiny("trainer.accelerator=cpu", drop=("trainer.max_epochs",))
 
 
 def _listing(d: Path) -> dict:
@@ -40,15 +29,15 @@ def trunk(tmp_path_factory):
     """A 2-epoch trunk under <out>/trk/, saving its epoch-1 state."""
     out = tmp_path_factory.mktemp("rewind")
     run_dir = out / "trk" / "2026-01-01_00-00-00_000000"
-    summary = train(_compose(run_dir, [*QUIET, f"paths.output_dir={out}", "trainer.max_epochs=2", "rewind=trunk",
-                                          "rewind.save_weights=[1]"]))
+    summary = train(compose_run(run_dir, [*QUIET, f"paths.output_dir={out}", "trainer.max_epochs=2", "rewind=trunk",
+                                             "rewind.save_weights=[1]"]))
     assert summary["status"] == "completed"
     return out, run_dir, summary
 
 
 def _rewound(out: Path, name: str, *overrides: str) -> dict:
-    return train(_compose(out / "rw" / name, [*QUIET, f"paths.output_dir={out}", "rewind=rewound", "rewind.trunk=trk",
-                                                 *overrides]))
+    return train(compose_run(out / "rw" / name, [*QUIET, f"paths.output_dir={out}", "rewind=rewound", "rewind.trunk=trk",
+                                                    *overrides]))
 
 
 @pytest.mark.slow
@@ -76,7 +65,7 @@ def test_final_signs_with_last_weights_reproduce_the_trunk(trunk):
 
 
 def test_rewound_from_init_trains_with_signs_fixed_to_s_k(trunk):  # the default run's rewinding test
-    out, d, summary = trunk
+    out, d, _ = trunk
     before = _listing(d)
     rw = _rewound(out, "k1", "rewind.signs=epoch:1", "rewind.weights=init")
     assert rw["status"] == "completed" and rw["max_epochs"] == 2 and rw["epochs"] == 2  # the trunk's recipe
@@ -103,7 +92,7 @@ def test_rewound_from_epoch_j_goes_on_with_the_trunks_schedule(trunk):
 @pytest.mark.slow
 def test_freeze_signs_at_fixes_the_signs_of_that_epoch(tmp_path):
     run = tmp_path / "frz"
-    s = train(_compose(run, [*QUIET, "trainer.max_epochs=2", "rewind=freeze", "rewind.freeze_signs_at=1"]))
+    s = train(compose_run(run, [*QUIET, "trainer.max_epochs=2", "rewind=freeze", "rewind.freeze_signs_at=1"]))
     assert s["status"] == "completed" and s["freeze_signs_at"] == 1
     state = load_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"]
     s1, s2 = load_snapshot(snapshot_path(run, 1)), load_snapshot(snapshot_path(run, 2))
@@ -114,9 +103,7 @@ def test_freeze_signs_at_fixes_the_signs_of_that_epoch(tmp_path):
 
 def test_user_mistakes_end_in_one_clear_message(tmp_path):
     """Missing trunk, K beyond the trunk, a trunk of another model: RewindError before any training."""
-    from .test_rewind import _fake_trunk
-
-    d = _fake_trunk(tmp_path, epochs=2, name="fake")
+    d = fake_trunk(tmp_path, epochs=2, name="fake")
     (d / ".hydra" / "config.yaml").unlink()
 
     def run(*o):
@@ -126,7 +113,7 @@ def test_user_mistakes_end_in_one_clear_message(tmp_path):
         run("rewind.trunk=absent")
     with pytest.raises(RewindError, match="lacks .*config.yaml"):
         run("rewind.trunk=fake")
-    _compose(d, [*QUIET])  # a real config for the fake trunk: the same as this run's, then another model
+    compose_run(d, [*QUIET])  # a real config for the fake trunk: the same as this run's, then another model
     with pytest.raises(RewindError, match="beyond trunk .* epochs 0..2"):
         run("rewind.trunk=fake", "rewind.signs=epoch:3")
     with pytest.raises(RewindError, match="another model: its scaling.name is 'xnor'.*e.g. scaling=xnor"):

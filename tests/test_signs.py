@@ -1,4 +1,4 @@
-"""Sign dynamics: formulas against direct loops, packing, snapshots, the flip tracker against
+"""Sign dynamics: formulas against direct loops, snapshots, the flip tracker against
 larq's FlipRatio, weight statistics, offline analysis of damaged run directories, the report."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from torch import nn
 
 from qbn.analysis.sign_dynamics import analyze_run
 from qbn.analysis.sign_dynamics import main as analyze_main
-from qbn.binary import BinaryConv2d, BinaryPolicy, binarize, pack_bits, unpack_bits
+from qbn.binary import BinaryConv2d, BinaryPolicy, binarize
 from qbn.callbacks.sign_flips import SignFlipTracker
 from qbn.callbacks.weight_stats import weight_stats
 from qbn.models import resnet20
@@ -110,20 +110,7 @@ def test_last_flip_with_epoch_labels():
     assert last_flip_epochs(HAND[:1]).tolist() == [0, 0, 0, 0]
 
 
-# ---- packing and snapshots ----------------------------------------------------------------
-
-def test_pack_bits_hand_packed_lsb_first():
-    bits = torch.tensor([1, 0, 1, 1, 0, 0, 0, 0, 1], dtype=torch.bool)
-    assert pack_bits(bits).tolist() == [1 + 4 + 8, 1]
-
-
-@pytest.mark.parametrize("shape", [(1,), (7,), (8,), (9,), (16, 16, 3, 3), (3, 5, 1, 1)])
-def test_pack_round_trip(shape):
-    bits = torch.rand(shape, generator=torch.Generator().manual_seed(len(shape))) < 0.5
-    packed = pack_bits(bits)
-    assert packed.dtype == torch.uint8 and packed.numel() == (bits.numel() + 7) // 8
-    assert torch.equal(unpack_bits(packed, bits.numel()).view(shape), bits)
-
+# ---- snapshots (pack_bits itself: tests/test_binary.py) ------------------------------------
 
 def binary_resnet20() -> nn.Module:
     torch.manual_seed(0)

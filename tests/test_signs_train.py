@@ -9,16 +9,19 @@ import csv
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-COMMON = ["dataset=synthetic", "trainer.max_epochs=3", "trainer.accelerator=cpu", "callbacks.progress=null",
-          "trainer.enable_model_summary=false", "trainer.log_every_n_steps=1", "seed=3"]
+from .helpers import ROOT, run_cli, tiny
+
+# with the report and kernel figures that TINY leaves out
+COMMON = tiny("trainer.max_epochs=3", "trainer.accelerator=cpu", "trainer.log_every_n_steps=1", "seed=3",
+              drop=("report", "callbacks.kernel_stats.figures"))
+# the runs find the StopAfterEpoch callback as tests.test_signs_train.StopAfterEpoch
+TESTS_ON_PATH = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
 class StopAfterEpoch(pl.Callback):
@@ -33,9 +36,7 @@ class StopAfterEpoch(pl.Callback):
 
 
 def train(*overrides: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", "qbn.train", *COMMON, *overrides], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = run_cli("qbn.train", *COMMON, *overrides, env=TESTS_ON_PATH)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -73,7 +74,7 @@ def test_short_run_writes_signs_report_and_figures(tmp_path):
 def test_resumed_run_gives_the_same_sign_curves(tmp_path):
     full, split = tmp_path / "full", tmp_path / "split"
     train(f"hydra.run.dir={full}")
-    train(f"hydra.run.dir={split}", "+callbacks.stop._target_=test_signs_train.StopAfterEpoch")
+    train(f"hydra.run.dir={split}", "+callbacks.stop._target_=tests.test_signs_train.StopAfterEpoch")
     assert sorted(p.name for p in (split / "signs").iterdir()) == ["epoch_000.pt", "epoch_001.pt"]
     train(f"resume={split}")
     a, b = epoch_curves(full), epoch_curves(split)

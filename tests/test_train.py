@@ -16,7 +16,7 @@ from qbn.checkpoint import check_compatible, load_checkpoint
 from qbn.errors import CheckpointError, ConfigError
 from qbn.train import train
 
-from .helpers import TINY, run_cli
+from .helpers import TINY, compose_cfg, run_cli
 
 MODELS = ["resnet20", "resnet32", "resnet56", "resnet18", "resnet34", "vgg_small"]
 SCALINGS = ["none", "xnor", "learnable", "lq"]
@@ -48,11 +48,18 @@ def test_optimizer_groups_weight_decay(cfg_factory):
     assert n == sum(p.numel() for p in module.parameters())
 
 
-def test_seeded_runs_are_reproducible(cfg_factory, tmp_path):
-    a = train(cfg_factory(*TINY, "trainer.max_epochs=2", run_dir=tmp_path / "a"))
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A 2-epoch TINY run: (run_dir, summary), shared by the tests that only read it."""
+    run_dir = tmp_path_factory.mktemp("tiny") / "a"
+    return run_dir, train(compose_cfg(run_dir, [*TINY, "trainer.max_epochs=2"]))
+
+
+def test_seeded_runs_are_reproducible(tiny_run, cfg_factory, tmp_path):
+    run_a, a = tiny_run
     b = train(cfg_factory(*TINY, "trainer.max_epochs=2", run_dir=tmp_path / "b"))
     assert a["test/acc"] == b["test/acc"] and a["train/loss_epoch"] == b["train/loss_epoch"]
-    sa = torch.load(tmp_path / "a/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    sa = torch.load(run_a / "checkpoints/last.ckpt", weights_only=True)["state_dict"]
     sb = torch.load(tmp_path / "b/checkpoints/last.ckpt", weights_only=True)["state_dict"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
@@ -77,9 +84,8 @@ def test_resume_without_checkpoint_is_clear(cfg_factory, tmp_path):
         train(cfg_factory(*TINY, f"resume={tmp_path / 'nothing'}", run_dir=tmp_path / "nothing"))
 
 
-def test_checkpoint_of_another_model_is_clear(cfg_factory, tmp_path):
-    train(cfg_factory(*TINY, run_dir=tmp_path / "a"))
-    ckpt = load_checkpoint(tmp_path / "a")
+def test_checkpoint_of_another_model_is_clear(tiny_run, cfg_factory, tmp_path):
+    ckpt = load_checkpoint(tiny_run[0])
     other = build_module(cfg_factory(*TINY, "model=resnet32"))
     with pytest.raises(CheckpointError, match="does not fit this model: .*missing keys"):
         check_compatible(ckpt["state_dict"], other)
