@@ -226,3 +226,28 @@ def test_shared_codebook_stored_once():
     kernels = sum(m.weight.shape[0] * m.weight.shape[1] for m in layers.values())
     bits = sum(math.ceil(4 * m.weight.shape[0] * m.weight.shape[1] / 8) * 8 for m in layers.values()) + 8 * math.ceil(16 * 9 / 8)
     assert report_bytes(buf)["totals"]["bits_per_binarized_weight"] == pytest.approx(bits / (9 * kernels))
+
+
+def test_version1_file_still_loads_bit_exactly():
+    """tests/fixtures/model_v1.qbn was written by the version-1 writer (resnet20 on the synthetic
+    shapes, skewed kernels, QBN n=3 and n=5 layers, --format entropy: codebook, entropy-coded kernel
+    ids and indices). Its decoded weights must stay bit for bit those the version-1 loader built
+    (SHA-256 of the state dict recorded then), and its logits those recorded then."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from qbn.export import load
+
+    fixtures = Path(__file__).parent / "fixtures"
+    expected = json.loads((fixtures / "model_v1.json").read_text())
+    model = load(fixtures / "model_v1.qbn")
+    assert model.header["layers"]["layer1.0.conv1"]["storage"] == "codebook"
+    digest = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.contiguous().numpy().tobytes())
+    assert digest.hexdigest() == expected["state_sha256"]
+    with torch.no_grad():
+        logits = model(torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(1)))
+    torch.testing.assert_close(logits, torch.tensor(expected["logits"]), rtol=1e-5, atol=0)
