@@ -29,8 +29,9 @@ test: install ## fast tests (minutes on 2 cores)
 test-all: install ## every test, the slow ones too
 	$(BIN)/python -m pytest -m ''
 
-lint: install ## ruff
+lint: install ## ruff, and import-linter: layers import one way (pyproject.toml, docs/architecture.md)
 	$(BIN)/ruff check src tests experiments
+	$(BIN)/lint-imports
 
 bench: install ## benchmarks (print ratios measured in one run; not tests)
 	$(BIN)/python experiments/bench/step_time.py

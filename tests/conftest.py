@@ -1,4 +1,4 @@
-"""Fixtures shared by the tests (helpers live in tests/helpers.py)."""
+"""Fixtures shared by the tests (helpers live in qbn.testing)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.register_assert_rewrite("tests.helpers")  # check_qbn_run's failures say what differed
+pytest.register_assert_rewrite("qbn.testing")  # check_qbn_run's failures say what differed
 
-from .helpers import compose_cfg  # noqa: E402
+from qbn.testing.runs import compose_cfg  # noqa: E402
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")

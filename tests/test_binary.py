@@ -1,4 +1,4 @@
-"""The binary core against direct computations (STUDY.md definitions)."""
+"""The binary core against direct computations (definitions: docs/study.md)."""
 
 from __future__ import annotations
 

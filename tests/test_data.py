@@ -19,8 +19,7 @@ from qbn.data import (
 )
 from qbn.data.augment import random_crop_flip, step_generator
 from qbn.errors import DatasetMissingError
-
-from .helpers import FASHION_MNIST_AVAILABLE, ROOT
+from qbn.testing.runs import FASHION_MNIST_AVAILABLE, ROOT
 
 
 def test_digits_split_is_seeded_and_disjoint():

@@ -11,9 +11,8 @@ import pytest
 
 from qbn.kernels.__main__ import main as kernels_main
 from qbn.report import main as report_main
+from qbn.testing.runs import TINY, check_qbn_run, compose_run
 from qbn.train import train
-
-from .helpers import TINY, check_qbn_run, compose_run
 
 QUICK = [*TINY, "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
 

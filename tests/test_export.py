@@ -15,9 +15,8 @@ from qbn.export import entropy as E
 from qbn.export.container import pack_uint, read_uint, unpack_uint
 from qbn.export.loader import decode_layer
 from qbn.kernels import kernel_ids
-from qbn.kernels.qbn import quantizable_layers, quantize
-
-from .export_helpers import make_module, skew_kernels, split_file
+from qbn.kernels.quantize import quantizable_layers, quantize
+from qbn.testing.export import make_module, skew_kernels, split_file
 
 X = torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(1))
 

@@ -11,9 +11,8 @@ import torch
 from qbn.export import export, load
 from qbn.export.__main__ import main as export_main
 from qbn.summary import main as summary_main
-
-from .export_helpers import make_module
-from .helpers import FASHION_MNIST_AVAILABLE, TINY, run_cli, write_run_dir
+from qbn.testing.export import make_module
+from qbn.testing.runs import FASHION_MNIST_AVAILABLE, TINY, run_cli, write_run_dir
 
 
 @pytest.fixture

@@ -17,8 +17,7 @@ from hypothesis import strategies as st
 from qbn.errors import QbnError
 from qbn.export import PackedFileError, load_bytes
 from qbn.export.container import MAX_HEADER_BYTES, PREFIX_BYTES
-
-from .export_helpers import assemble_verbatim, reassemble, seed_file, split_file
+from qbn.testing.export import assemble_verbatim, reassemble, seed_file, split_file
 
 CORPUS = Path(__file__).parent / "corpus" / "export"
 
@@ -129,8 +128,7 @@ def test_missing_tensor(seed):
 
 def test_corrupt_entropy_payload():
     from qbn.export import export_module
-
-    from .export_helpers import make_module, skew_kernels
+    from qbn.testing.export import make_module, skew_kernels
     module, cfg = make_module("model=resnet20")
     skew_kernels(module)
     buf = export_module(module, cfg, fmt="entropy")

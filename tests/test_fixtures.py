@@ -11,13 +11,11 @@ import pytest
 import torch
 
 from qbn.binary import binary_layers
-from qbn.checkpoint import load_checkpoint
+from qbn.checkpoint import load_checkpoint, model_from_checkpoint
 from qbn.export import is_packed_file, load
-from qbn.kernels.sources import model_from_checkpoint
-from qbn.run import read_summary
+from qbn.rundir import read_summary
 from qbn.signs import load_snapshot, model_signs
-
-from .helpers import run_cli, tiny
+from qbn.testing.runs import run_cli, tiny
 
 OLD_RUN = Path(__file__).parent / "fixtures" / "run_eac1037"
 X = torch.rand(8, 1, 16, 16, generator=torch.Generator().manual_seed(0))

@@ -10,8 +10,7 @@ import torch.nn.functional as F
 
 import qbn.binary.grouped as grouped_module
 from qbn.binary import binary_layers, is_grouped
-
-from .helpers import grouped_and_per_layer
+from qbn.testing.runs import grouped_and_per_layer
 
 
 def _node_names(out: torch.Tensor) -> set[str]:

@@ -1,4 +1,4 @@
-"""Kernel statistics and the QBN mapping against direct computations (STUDY.md definitions)."""
+"""Kernel statistics and the QBN mapping against direct computations (definitions: docs/study.md)."""
 
 from __future__ import annotations
 

@@ -8,12 +8,11 @@ import torch
 from torch import nn
 
 from qbn.binary import BinaryConv2d, binary_layers
-from qbn.build import build_module
-from qbn.callbacks.qbn import QBNCallback, load_bwn, qbn_callbacks
+from qbn.callbacks.codebook import QBNCallback, load_bwn, qbn_callbacks
 from qbn.errors import CheckpointError, QbnError
 from qbn.kernels import histogram, ids_to_kernels, kernel_ids, map_to_codebook, select_codebook
 from qbn.kernels.codebook import CodebookError
-from qbn.kernels.qbn import (
+from qbn.kernels.quantize import (
     QBNSettings,
     latent_histogram,
     model_bits,
@@ -23,8 +22,8 @@ from qbn.kernels.qbn import (
     quantize,
     refresh,
 )
-
-from .helpers import write_run_dir
+from qbn.module import build_module
+from qbn.testing.runs import write_run_dir
 
 
 def _layer(o=6, i=5, seed=0) -> BinaryConv2d:
@@ -224,7 +223,7 @@ def test_non_bwn_checkpoint_is_one_clear_message(cfg_factory, tmp_path):
 
 
 def test_kernel_stats_from_checkpoint_snapshot_and_model(cfg_factory, tmp_path):
-    from qbn.kernels.sources import load_kernel_signs
+    from qbn.kernels.read_signs import load_kernel_signs
     from qbn.signs import model_signs, save_snapshot, snapshot_path
 
     cfg = cfg_factory("dataset=synthetic", run_dir=tmp_path / "run")
@@ -285,7 +284,7 @@ def test_sweep_view_table_and_references(tmp_path):
 
 
 def test_progressive_schedule():
-    from qbn.kernels.qbn import progressive_due
+    from qbn.kernels.quantize import progressive_due
 
     assert [progressive_due(e, 18, 4, None) for e in range(4)] == [6, 12, 18, 18]    # all by the last epoch
     assert [progressive_due(e, 3, 10, 2) for e in range(6)] == [1, 1, 2, 2, 3, 3]

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from .helpers import check_qbn_run, run_cli, tiny
+from qbn.testing.runs import check_qbn_run, run_cli, tiny
 
 pytestmark = pytest.mark.slow
 

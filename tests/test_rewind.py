@@ -12,10 +12,10 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from qbn.binary import BinaryConv2d, BinaryPolicy, binarize, binary_layers
-from qbn.callbacks.rewind import RewindPoints
 from qbn.models import resnet20
 from qbn.rewind import (
     RewindError,
+    RewindPoints,
     check_same_model,
     find_trunk,
     inherit_recipe,
@@ -29,8 +29,7 @@ from qbn.rewind import (
     weights_file,
 )
 from qbn.signs import snapshot_path
-
-from .helpers import fake_trunk, sign_history
+from qbn.testing.runs import fake_trunk, sign_history
 
 
 def _layer(scaling: str, seed: int = 0) -> BinaryConv2d:
@@ -230,7 +229,7 @@ def test_primary_subnet_preset_composes_for_both_steps(cfg_factory):
 
 
 def test_rewind_view_table_and_figure(tmp_path):
-    from qbn.analysis.rewind import rewind_view
+    from qbn.rewind.sweep_view import rewind_view
 
     d = fake_trunk(tmp_path, epochs=4)
     h = sign_history(4, n=108)
@@ -255,6 +254,6 @@ def test_rewind_view_table_and_figure(tmp_path):
 
 def test_rewind_view_is_registered():
     import qbn.aggregate
-    from qbn.analysis.rewind import rewind_view
+    from qbn.rewind.sweep_view import rewind_view
 
     assert rewind_view in qbn.aggregate.VIEWS

@@ -12,9 +12,8 @@ import torch
 from qbn.checkpoint import load_checkpoint
 from qbn.rewind import RewindError
 from qbn.signs import load_snapshot, snapshot_path
+from qbn.testing.runs import compose_cfg, compose_run, fake_trunk, tiny
 from qbn.train import train
-
-from .helpers import compose_cfg, compose_run, fake_trunk, tiny
 
 # what every run here shares; the rewound runs leave trainer.max_epochs to the trunk
 QUIET = tiny("trainer.accelerator=cpu", drop=("trainer.max_epochs",))

@@ -15,7 +15,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from .helpers import ROOT, run_cli, tiny
+from qbn.testing.runs import ROOT, run_cli, tiny
 
 # with the report and kernel figures that TINY leaves out
 COMMON = tiny("trainer.max_epochs=3", "trainer.accelerator=cpu", "trainer.log_every_n_steps=1", "seed=3",

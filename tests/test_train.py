@@ -11,12 +11,11 @@ from hydra.errors import HydraException
 from omegaconf import open_dict
 
 from qbn.aggregate import main as aggregate_main
-from qbn.build import build_module
 from qbn.checkpoint import check_compatible, load_checkpoint
 from qbn.errors import CheckpointError, ConfigError
+from qbn.module import build_module
+from qbn.testing.runs import TINY, compose_cfg, run_cli
 from qbn.train import train
-
-from .helpers import TINY, compose_cfg, run_cli
 
 MODELS = ["resnet20", "resnet32", "resnet56", "resnet18", "resnet34", "vgg_small"]
 SCALINGS = ["none", "xnor", "learnable", "lq"]

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from qbn.build import _wandb_mode
+from qbn.testing.runs import TINY
 from qbn.train import train
-
-from .helpers import TINY
 
 
 def test_mode_auto(monkeypatch, tmp_path):

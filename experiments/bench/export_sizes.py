@@ -8,7 +8,7 @@ wherever a layer's kernel entropy < 8.9 bits); export and load time over one tra
 
 A randomly initialised BWN has ~9 bits/kernel, so the entropy format is also measured on
   - "skewed": the same model with kernels drawn from a skewed distribution (about 7.8 bits,
-    the entropy STUDY.md measured on a trained resnet20), a labelled stand-in, and
+    the entropy measured on a trained resnet20 (docs/study.md)), a labelled stand-in, and
   - trained checkpoints given with --ckpt RUN_DIR (repeatable).
 
     .venv/bin/python experiments/bench/export_sizes.py [--ckpt RUN_DIR ...] [--models resnet20,resnet18]
@@ -18,24 +18,20 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from tests.export_helpers import skew_kernels  # noqa: E402
-from tests.helpers import compose_cfg  # noqa: E402
-
-from qbn.binary import binary_layers  # noqa: E402
-from qbn.build import build_module  # noqa: E402
-from qbn.export import export_module, load_bytes, report_bytes  # noqa: E402
-from qbn.kernels import entropy as kernel_entropy  # noqa: E402
-from qbn.kernels import histogram, is_kernel_tensor, kernel_ids  # noqa: E402
-from qbn.kernels.qbn import quantizable_layers, quantize  # noqa: E402
+from qbn.binary import binary_layers
+from qbn.checkpoint import model_from_checkpoint
+from qbn.export import export_module, load_bytes, report_bytes
+from qbn.kernels import entropy as kernel_entropy
+from qbn.kernels import histogram, is_kernel_tensor, kernel_ids
+from qbn.kernels.quantize import quantizable_layers, quantize
+from qbn.module import build_module
+from qbn.testing.export import skew_kernels
+from qbn.testing.runs import ROOT, compose_cfg
 
 
 def fp32_checkpoint_bytes(module) -> int:
@@ -145,8 +141,6 @@ def main() -> None:
                 _, line = report(f"{model} QBN n=5, {kind} (init)", module, cfg, fmt, ckpt, step)
                 print(line)
     for run_dir in args.ckpt:
-        from qbn.kernels.sources import model_from_checkpoint
-
         module, cfg = model_from_checkpoint(run_dir, require_binary=False)
         ckpt_file = Path(run_dir) / "checkpoints" / "last.ckpt"
         ckpt = fp32_checkpoint_bytes(module)

@@ -10,16 +10,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from step_time import interleaved_ratios  # this script's folder is on sys.path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-from tests.helpers import grouped_and_per_layer  # noqa: E402
+from qbn.testing.runs import grouped_and_per_layer
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

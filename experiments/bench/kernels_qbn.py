@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from qbn.binary import BinaryPolicy, binarize
 from qbn.kernels import histogram, kernel_ids, map_to_codebook, select_codebook
-from qbn.kernels.qbn import quantizable_layers
+from qbn.kernels.quantize import quantizable_layers
 from qbn.models import resnet18
 
 

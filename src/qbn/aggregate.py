@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .analysis.figures import pyplot, save_figure
-from .analysis.rewind import rewind_view
 from .analysis.sweep import KEY_METRICS, group_key, mean_std, pct, read_rows
 from .kernels.sweep import qbn_view
+from .rewind.sweep_view import rewind_view
 
 VIEWS: list[Callable[[Path, list[dict]], str]] = [rewind_view, qbn_view]
 

@@ -1,4 +1,6 @@
-"""Loading checkpoints safely (weights_only) with clear messages when they do not fit."""
+"""Loading checkpoints safely (weights_only) with clear messages when they do not fit, and a
+run's model rebuilt from its checkpoint and its saved config (the one loader behind kernel
+statistics, qbn.from_ckpt, export and the size table)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .binary import binary_layers
 from .binary.layers import BinaryWeightMixin
 from .errors import CheckpointError
+from .module import build_module
+from .rundir import run_config
 
 
 def checkpoint_file(path: str | Path) -> Path:
@@ -62,3 +67,43 @@ def check_compatible(state_dict: dict, model: nn.Module, source: str = "checkpoi
 def _optional(key: str) -> bool:
     # optional buffers of binary layers (fixed signs, codebooks) are created on load
     return key.rsplit(".", 1)[-1] in BinaryWeightMixin.optional_buffers
+
+
+def run_dir_of(path: Path) -> Path | None:
+    """The run directory a checkpoint or folder belongs to (the one holding .hydra/config.yaml)."""
+    for candidate in (path, *path.parents[:3]):
+        if (candidate / ".hydra" / "config.yaml").exists():
+            return candidate
+    return None
+
+
+def load_run_checkpoint(path: str | Path, module: nn.Module | None = None, need: str | None = None,
+                        label: str | None = None):
+    """(module, config): checkpoint `path` (or a run directory's last one) loaded into `module`, or
+    into a module built from its run's .hydra/config.yaml when none is given (config None when the
+    run has none). `need` says why a BWN is required: with it, a checkpoint whose run has
+    binary.enabled=false, or a model without binary layers, is one clear CheckpointError.
+    The one loader behind kernel statistics, qbn.from_ckpt and export."""
+    path = Path(path)
+    label = label or f"checkpoint {path}"
+    ckpt = load_checkpoint(path)
+    run_dir = run_dir_of(path if path.is_dir() else path.parent)
+    cfg = run_config(run_dir) if run_dir is not None else None
+    if module is None and cfg is None:
+        raise CheckpointError(f"{path}: no .hydra/config.yaml in its run directory, so its model cannot be rebuilt; "
+                              "pass a run directory or a checkpoint inside one")
+    if need and cfg is not None and not cfg.binary.enabled:
+        raise CheckpointError(f"{label} is not a BWN (its run has binary.enabled=false): {need}")
+    if module is None:
+        module = build_module(cfg)
+    if need and not binary_layers(module.net):
+        raise CheckpointError(f"{label} has no binary layers: {need}")
+    check_compatible(ckpt["state_dict"], module, label)
+    module.load_state_dict(ckpt["state_dict"])
+    return module, cfg
+
+
+def model_from_checkpoint(path: str | Path, require_binary: bool = True):
+    """(module in eval mode, config) rebuilt from a checkpoint with its run's .hydra/config.yaml."""
+    module, cfg = load_run_checkpoint(path, need="kernel statistics and QBN need a BWN" if require_binary else None)
+    return module.eval(), cfg

@@ -6,7 +6,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-CONFIG_DIR = Path(__file__).parent / "conf"
+# An installed wheel carries the configs inside the package (qbn/conf); a checkout, or an editable
+# install of one, keeps them at the top of the repository (conf/), where setup.py takes them from.
+_IN_PACKAGE = Path(__file__).parent / "conf"
+CONFIG_DIR = _IN_PACKAGE if _IN_PACKAGE.is_dir() else Path(__file__).parents[2] / "conf"
 
 
 def _first_set(value, default):

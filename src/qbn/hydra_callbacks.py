@@ -9,13 +9,13 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from .aggregate import aggregate
+
 log = logging.getLogger("qbn.sweep")
 
 
 class AggregateOnMultirunEnd(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from .aggregate import aggregate
-
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             table = aggregate(sweep_dir)

@@ -1,18 +1,23 @@
-"""The LightningModule: backbone (binary by policy) + cross-entropy + torchmetrics + optimizers."""
+"""The LightningModule: backbone (binary by policy) + cross-entropy + torchmetrics + optimizers, and
+building it from a composed config (build_module)."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+import hydra
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 import torchmetrics
+from omegaconf import DictConfig
 from torch import nn
 
-from .binary import binary_layers
+from .binary import BinaryPolicy, binarize, binary_layers
+from .config import to_plain
 from .data.augment import random_crop_flip, step_generator
+from .errors import ConfigError
 
 
 class Normalize(nn.Module):
@@ -171,3 +176,43 @@ class BWNModule(pl.LightningModule):
             raise ValueError(f"unknown scheduler '{sched['name']}': choose cosine, step or constant")
         lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": lr_sched, "interval": "step"}}
+
+
+def build_backbone(cfg: DictConfig) -> torch.nn.Module:
+    """The backbone for cfg.dataset's shape, binarized by cfg.binary, checked on a dummy input."""
+    ds = cfg.dataset
+    try:
+        net = hydra.utils.instantiate(cfg.model.backbone, num_classes=ds.num_classes, in_channels=ds.in_channels,
+                                      image_size=ds.image_size, _convert_="all")
+    except Exception as e:  # noqa: BLE001  a backbone refusing its arguments is a config mistake
+        cause = e.__cause__ or e
+        raise ConfigError(f"model '{cfg.model.name}' cannot be built for dataset '{ds.name}': {cause}") from None
+    if cfg.binary.enabled:
+        policy = BinaryPolicy(scaling=cfg.scaling.name, ste=cfg.binary.ste, first_conv=cfg.binary.first_conv,
+                              classifier=cfg.binary.classifier, shortcuts=cfg.binary.shortcuts,
+                              grouped=cfg.binary.get("grouped", True))
+        binarize(net, policy)
+    # Fail at set-up, not deep in the first training step, when the input cannot pass through.
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            out = net(torch.zeros(1, ds.in_channels, ds.image_size, ds.image_size))
+    except (RuntimeError, ValueError) as e:
+        raise ConfigError(
+            f"model '{cfg.model.name}' cannot take {ds.image_size}x{ds.image_size} inputs with {ds.in_channels} "
+            f"channel(s) from dataset '{ds.name}' ({str(e).splitlines()[0][:160]}). Choose a model for small "
+            "images (resnet20/32/56, or resnet18/34 with model.backbone.stem=small) or a larger input size.") from None
+    finally:
+        net.train(was_training)
+    if out.shape[-1] != ds.num_classes:
+        raise ConfigError(f"model '{cfg.model.name}' gives {out.shape[-1]} outputs, dataset has {ds.num_classes} classes")
+    return net
+
+
+def build_module(cfg: DictConfig) -> BWNModule:
+    net = build_backbone(cfg)
+    ds = cfg.dataset
+    return BWNModule(net, num_classes=ds.num_classes, mean=list(ds.mean), std=list(ds.std),
+                     optimizer=to_plain(cfg.optimizer), scheduler=to_plain(cfg.scheduler),
+                     augment=to_plain(ds.get("augment")), seed=cfg.seed, channels_last=cfg.get("channels_last", False))

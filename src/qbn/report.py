@@ -22,9 +22,11 @@ from pathlib import Path
 from matplotlib.ticker import MaxNLocator  # matplotlib but not pyplot: the backend is chosen later
 
 from .analysis.figures import pyplot, save_figure
+from .analysis.sign_dynamics import analyze_run
 from .analysis.sweep import pct
 from .errors import QbnError
 from .kernels.report import kernel_section
+from .signs import list_snapshots
 
 log = logging.getLogger("qbn.report")
 
@@ -59,9 +61,6 @@ def read_signs(run_dir: Path) -> dict | None:
     """signs.json, computed from the snapshots first when it is absent."""
     path = Path(run_dir) / "signs.json"
     if not path.exists():
-        from .analysis.sign_dynamics import analyze_run
-        from .signs import list_snapshots
-
         if not list_snapshots(run_dir):
             return None
         return analyze_run(run_dir)

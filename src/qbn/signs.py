@@ -1,4 +1,4 @@
-"""Sign dynamics (STUDY.md definitions) and sign snapshots on disk.
+"""Sign dynamics (definitions: docs/study.md) and sign snapshots on disk.
 
 A sign history is a bool tensor of shape (E + 1) x N: row e holds the signs (True = +1) at the end
 of epoch e, row 0 at initialisation. Every figure below is computed from such a history, per

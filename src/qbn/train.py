@@ -4,7 +4,7 @@
     python -m qbn.train -m scaling=none,xnor,learnable seed=0,1,2
     python -m qbn.train resume=outputs/train/2026-11-26_10-00-00_000000 trainer.max_epochs=60
 
-Every run leaves its run directory (DESIGN.md): .hydra/, summary.json, metrics.csv,
+Every run leaves its run directory (docs/architecture.md): .hydra/, summary.json, metrics.csv,
 checkpoints/, and what the instruments write. A run that fails writes summary.json with status
 "failed" and the error, and exits non-zero; in a multirun the other jobs go on and the sweep
 exits non-zero at its end.
@@ -25,13 +25,15 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from . import config as _config  # noqa: F401  (registers resolvers before Hydra composes)
 from .binary import binary_param_count
-from .build import build_callbacks, build_datamodule, build_loggers, build_module, set_tf32
+from .build import build_callbacks, build_datamodule, build_loggers, set_tf32
 from .checkpoint import check_compatible, load_checkpoint
+from .config import CONFIG_DIR  # importing qbn.config registers its resolvers before Hydra composes
 from .errors import CheckpointError, QbnError
+from .module import build_module
+from .report import log_figures, write_report
 from .rewind import override_keys, plan_rewind, rewind_callbacks
-from .run import SUMMARY, read_summary, update_summary, write_json
+from .rundir import SUMMARY, read_summary, update_summary, write_json
 
 log = logging.getLogger("qbn.train")
 
@@ -118,8 +120,6 @@ def train(cfg: DictConfig) -> dict:
         summary = update_summary(run_dir, **results)
         if cfg.get("report", True):
             try:  # the report reads the run directory only; its failure must not fail the run
-                from .report import log_figures, write_report
-
                 log.info("report: %s", write_report(run_dir))
                 log_figures(trainer.loggers, run_dir)
             except Exception as e:  # noqa: BLE001
@@ -148,7 +148,7 @@ def _record_failure(error: BaseException) -> None:
         (run_dir / "error.txt").write_text("".join(traceback.format_exception(error)))
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
         summary = train(cfg)

@@ -1,4 +1,4 @@
-"""Offline sign-dynamics analysis of a run directory's snapshots -> signs.json (STUDY.md).
+"""Offline sign-dynamics analysis of a run directory's snapshots -> signs.json (docs/study.md).
 
     python -m qbn.analysis.sign_dynamics RUN_DIR
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..errors import QbnError
-from ..run import read_summary, run_config, update_summary, write_json
+from ..rundir import read_summary, run_config, update_summary, write_json
 from ..signs import (
     SnapshotError,
     distance_to_final,

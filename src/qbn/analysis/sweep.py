@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ..run import read_summary
+from ..rundir import read_summary
 
 KEY_METRICS = ("test/acc", "val/acc_best", "epochs", "wall_s")
 

@@ -13,7 +13,7 @@ from .layers import BINARY_LAYERS, BinaryConv2d, BinaryLinear
 
 @dataclass
 class BinaryPolicy:
-    """Which layers become binary. Defaults follow STUDY.md: first conv and classifier stay
+    """Which layers become binary. Defaults follow docs/study.md: first conv and classifier stay
     full precision; 1x1 shortcut (downsample) convs are binarized unless `shortcuts` is off.
     `grouped` binarizes layers of equal fan-in together in training (same numbers, fewer kernels:
     qbn.binary.grouped); off, each layer binarizes its own weight."""

@@ -1,11 +1,11 @@
 """Binary-weight layers: the latent real weight is the trainable Parameter; forward uses
-W_hat = alpha * B with B = sign(W) through the STE (STUDY.md).
+W_hat = alpha * B with B = sign(W) through the STE (docs/study.md).
 
 Optional state rides along as buffers so it is saved in checkpoints and packed files:
 - `fixed_signs` (bool, True = +1): signs fixed by rewinding; with `fixed_mask` (bool) only
   the masked weights are fixed and the rest follow sign(W).
 - `codebook` (long, 2^n kernel ids, most frequent first): QBN; each 3x3 kernel is replaced by
-  its codeword c* = argmax_{c in K} <w, c> (qbn.kernels), gradients reach W through the STE.
+  its codeword c* = argmax_{c in K} <w, c> (qbn.binary.codebook), gradients reach W through the STE.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .codebook import map_to_codebook, quantize_ste, quantized_kernels
 from .scaling import make_scaling
 from .ste import sign_ste
 
@@ -34,8 +35,6 @@ class BinaryWeightMixin:
     def binary_weight(self) -> torch.Tensor:
         """B in {-1, +1}, with the STE's gradient to the latent weight where B follows it."""
         if self.codebook is not None:
-            from ..kernels.codebook import quantize_ste
-
             return quantize_ste(self.weight, self.codebook, self.ste)
         b = sign_ste(self.weight, self.ste)
         if self.fixed_signs is not None:
@@ -68,8 +67,6 @@ class BinaryWeightMixin:
     def signs(self) -> torch.Tensor:
         """The binary signs used in forward as a bool tensor (True = +1), no gradient."""
         if self.codebook is not None:
-            from ..kernels.codebook import quantized_kernels
-
             return quantized_kernels(self.weight, self.codebook) > 0
         b = self.weight >= 0  # sign(w) = +1 exactly where w >= 0
         if self.fixed_signs is not None:
@@ -113,8 +110,6 @@ class BinaryWeightMixin:
         """Index into the codebook of each kernel used in forward (LongTensor O x I)."""
         if self.codebook is None:
             raise ValueError("this layer has no kernel codebook")
-        from ..kernels.codebook import map_to_codebook
-
         return map_to_codebook(self.weight, self.codebook)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

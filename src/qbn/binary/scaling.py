@@ -1,4 +1,4 @@
-"""Per-output-channel scaling factors alpha for W_hat = alpha * B (STUDY.md).
+"""Per-output-channel scaling factors alpha for W_hat = alpha * B (docs/study.md).
 
 Each scheme is a small module called with the latent weight; it returns alpha shaped to
 broadcast over the weight (O x 1 x 1 x 1 for a conv), or None for no scaling. The schemes are

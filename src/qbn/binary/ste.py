@@ -1,4 +1,4 @@
-"""Sign with the straight-through estimator (STUDY.md: sign(0) = +1)."""
+"""Sign with the straight-through estimator (docs/study.md: sign(0) = +1)."""
 
 from __future__ import annotations
 

@@ -9,31 +9,19 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
-from ..kernels.analysis import kernel_stats, layer_histograms, overall_histogram, write_kernel_stats
-from ..kernels.figures import write_figures
-from ..kernels.sources import backbone
-from ..kernels.stats import entropy, is_kernel_tensor, top_shares
-from ..run import update_summary
+from ..kernels.read_signs import backbone
+from ..kernels.run_stats import summary_fields, write_run_kernels
+from ..kernels.stats import (
+    entropy,
+    is_kernel_tensor,
+    layer_histograms,
+    overall_histogram,
+    top_shares,
+)
+from ..rundir import update_summary
 from ..signs import model_signs
 
 log = logging.getLogger("qbn.kernels")
-
-
-def summary_fields(stats: dict) -> dict:
-    """The headline kernel figures for summary.json."""
-    o = stats["overall"]
-    return {"kernels/entropy": o["entropy"], "kernels/top1": o["top1"], "kernels/top8": o["top8"], "kernels/top32": o["top32"]}
-
-
-def write_run_kernels(run_dir: str | Path, signs: dict, layers: list[str] | None = None, figures: bool = True,
-                      **meta) -> dict:
-    """kernels.json + figures (unless figures=False) for `signs` in `run_dir` (shared by the callback and the CLI)."""
-    stats = kernel_stats(signs, run_dir=run_dir, **meta)
-    write_kernel_stats(run_dir, stats)
-    if figures:
-        stats["figures"] = [str(p.relative_to(run_dir)) for p in write_figures(stats, Path(run_dir) / "figures", layers)]
-        write_kernel_stats(run_dir, stats)
-    return stats
 
 
 class KernelStats(pl.Callback):

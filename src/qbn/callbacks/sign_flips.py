@@ -1,4 +1,4 @@
-"""Step flip ratio after every optimizer step, per binary layer and overall (STUDY.md).
+"""Step flip ratio after every optimizer step, per binary layer and overall (docs/study.md).
 
 f_t = share of binarized weights whose sign after optimizer step t differs from before it. The
 epoch flip ratio (logged as `signs/flip_ratio` and `signs/flip_ratio/<layer>`) is the mean of

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
+from ..analysis.sign_dynamics import analyze_run
 from ..signs import list_snapshots, model_signs, save_snapshot, snapshot_path, snapshot_wanted
 
 log = logging.getLogger("qbn.signs")
@@ -64,8 +65,6 @@ class SignSnapshots(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not (self.analyze and trainer.is_global_zero and list_snapshots(self.run_dir)):
             return  # nothing to analyse (e.g. a full-precision run has no binary layers)
-        from ..analysis.sign_dynamics import analyze_run
-
         try:
             result = analyze_run(self.run_dir)
         except Exception as e:  # noqa: BLE001  an instrument must not fail the run it measures

@@ -1,7 +1,8 @@
 """The packed model file (docs/format.md): real 1-bit and n-bit storage, entropy-coded kernels,
 size accounting, and loading back to an inference module with bit-exact predictions."""
 
-from .api import (
+from .container import PackedFileError
+from .files import (
     DEFAULT_NAME,
     export,
     export_module,
@@ -9,7 +10,6 @@ from .api import (
     is_packed_file,
     report_bytes,
 )
-from .container import PackedFileError
 from .loader import PackedModel, load, load_bytes, read_header
 from .sizes import size_report
 from .writer import model_spec, pack_module

@@ -12,6 +12,8 @@ import sys
 import time
 
 from ..errors import QbnError
+from .evaluate import evaluate_file
+from .files import export_with_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,15 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.eval:
-            from .evaluate import evaluate_file
-
             r = evaluate_file(args.source, args.overrides)
             print(f"test accuracy {100 * r['acc']:.2f} % ({r['images']} {r['dataset']} test images) from {args.source}")
             return 0
         if args.overrides:
             raise QbnError(f"unexpected arguments {' '.join(args.overrides)} (overrides are for --eval)")
-        from .api import export_with_report
-
         start = time.perf_counter()
         out, report = export_with_report(args.source, args.out, args.format, args.alpha_dtype, args.fp_dtype, args.fold_bn)
         t = report["totals"]

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import hydra
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
 
+from ..config import CONFIG_DIR
 from ..errors import ConfigError
 from .loader import load
 
 
 def compose_dataset(overrides: list[str]):
     """The dataset config of `python -m qbn.train` with Hydra-style overrides (dataset=...)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from ..config import CONFIG_DIR
-
     try:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
             cfg = compose("train", overrides=list(overrides))
@@ -29,8 +28,6 @@ def compose_dataset(overrides: list[str]):
 @torch.no_grad()
 def evaluate_file(path: str | Path, overrides: list[str]) -> dict:
     """{'acc', 'images', 'dataset'}: top-1 accuracy of the file's model on the test split."""
-    import hydra
-
     model = load(path)
     cfg = compose_dataset(overrides)
     ds = cfg.dataset

@@ -10,6 +10,7 @@ from torch import nn
 
 from .. import __version__
 from ..binary import binary_layers
+from ..config import to_plain
 from ..errors import QbnError
 from ..kernels import ids_to_kernels, is_kernel_tensor, kernel_ids
 from . import entropy
@@ -24,8 +25,6 @@ DTYPES = {"fp16": "float16", "fp32": "float32", "float16": "float16", "float32":
 def model_spec(cfg: Any) -> dict:
     """What the loader needs to rebuild the backbone: qbn.models function, its arguments, the
     input shape and classes (from the run's composed config)."""
-    from ..config import to_plain
-
     ds = cfg.dataset
     return {"name": str(cfg.model.name), "backbone": to_plain(cfg.model.backbone),
             "num_classes": int(ds.num_classes), "in_channels": int(ds.in_channels), "image_size": int(ds.image_size)}

@@ -1,4 +1,4 @@
-"""Binary-kernel statistics and QBN codebooks (STUDY.md: kernel id, entropy, coverage, QBN)."""
+"""Binary-kernel statistics and QBN codebooks (docs/study.md: kernel id, entropy, coverage, QBN)."""
 
 from .codebook import (
                        CodebookError,

@@ -11,7 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..checkpoint import run_dir_of
 from ..errors import QbnError
+from .read_signs import load_signs
+from .run_stats import write_run_kernels
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,9 +24,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="output directory (default: the run directory)")
     args = parser.parse_args(argv)
     try:
-        from ..callbacks.kernel_stats import write_run_kernels
-        from .sources import load_signs, run_dir_of
-
         src = Path(args.source)
         signs = load_signs(src)  # every binary layer: kernel_stats counts the 3x3 ones, lists the rest
         run_dir = Path(args.out) if args.out else (run_dir_of(src if src.is_dir() else src.parent)

@@ -1,18 +1,19 @@
-"""QBN (STUDY.md): codebooks of the 2^n most frequent kernel ids, the mapping
-c* = argmax_{c in K} <w, c> (one matmul per layer, ties to the more frequent codeword), the STE
-that lets gradients reach the latent weights, and the bit accounting / bit-budget choice of n."""
+"""QBN codebooks (docs/study.md): the 2^n most frequent kernel ids, and the bit accounting /
+bit-budget choice of n. The mapping c* = argmax_{c in K} <w, c> and its STE are binary-layer
+mathematics (qbn.binary.codebook), imported here for one public kernels API."""
 
 from __future__ import annotations
 
 import torch
 
-from ..binary.ste import sign_ste
+from ..binary.codebook import map_to_codebook, quantize_ste, quantized_kernels
 from ..errors import ConfigError
-from .stats import NUM_IDS, coverage, ids_to_kernels, kernel_ids, most_frequent
+from .stats import NUM_IDS, coverage, most_frequent
 
 MIN_BITS, MAX_BITS = 1, 9
-# Scores within this share of the row's |w| sum count as a tie (float rounding of equal sums).
-TIE_TOLERANCE = 1e-5
+
+__all__ = ["MAX_BITS", "MIN_BITS", "CodebookError", "bits_accounting", "check_bits", "choose_bits_for_budget", "layer_bits",
+           "map_to_codebook", "quantize_ste", "quantized_kernels", "select_codebook"]
 
 
 class CodebookError(ConfigError):
@@ -32,48 +33,6 @@ def select_codebook(hist: torch.Tensor, n: int) -> torch.Tensor:
     return most_frequent(hist, 2 ** check_bits(n))
 
 
-def map_to_codebook(weight: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """Index into `codebook` of c* = argmax_c <w, c> for each kernel w of an O x I x 3 x 3
-    weight (LongTensor O x I); ties go to the earlier (more frequent) codeword.
-
-    A kernel whose own sign pattern is a codeword maps to it (sign(w) maximises <w, c> over all
-    +-1 kernels, by sum_j |w_j| - <w, c> = 2 sum_{c_j != sign(w_j)} |w_j|) unless some |w_j| is
-    small enough for another codeword to tie; every other kernel takes the matmul (N x 9 by
-    9 x 2^n), in row blocks of at most 4 MB of scores."""
-    w = weight.detach().reshape(-1, 9)
-    book = codebook.to(w.device).long()
-    k = book.numel()
-    tol = TIE_TOLERANCE * w.abs().sum(dim=1)
-    own = kernel_ids((w >= 0).view(1, -1, 3, 3)).view(-1)
-    position = torch.full((NUM_IDS,), k, dtype=torch.long, device=w.device)
-    position.scatter_reduce_(0, book, torch.arange(k, device=w.device), reduce="amin")
-    index = position[own]
-    hard = torch.nonzero((index == k) | (2 * w.abs().amin(dim=1) <= tol)).view(-1)
-    if hard.numel():
-        codes = ids_to_kernels(book).reshape(-1, 9).to(w.dtype).T.contiguous()
-        rows = hard.numel() if w.is_cuda else max(4096, 2 ** 20 // k)
-        for start in range(0, hard.numel(), rows):
-            sel = hard[start:start + rows]
-            scores = w[sel] @ codes                                   # rows x 2^n
-            best = scores.amax(dim=1, keepdim=True)
-            near = scores >= best - tol[sel].unsqueeze(1)
-            index[sel] = near.to(torch.uint8).argmax(dim=1)           # first (most frequent) of the ties
-    return index.view(weight.shape[:2])
-
-
-def quantized_kernels(weight: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """The +-1 codeword c* of every kernel, shaped like the weight (no gradient)."""
-    index = map_to_codebook(weight, codebook)
-    return ids_to_kernels(codebook.to(index.device)[index]).to(weight.dtype)
-
-
-def quantize_ste(weight: torch.Tensor, codebook: torch.Tensor, ste: str = "clipped") -> torch.Tensor:
-    """Forward: the codeword c* of each kernel; backward: the sign STE's gradient to the latent
-    weight (unchanged, or only where |w| <= 1 when clipped)."""
-    b = sign_ste(weight, ste)
-    return b + (quantized_kernels(weight, codebook) - b).detach()
-
-
 # ---- bits ---------------------------------------------------------------------------------
 
 def layer_bits(kernels: int, n: int | None, codebook_bits: bool = True) -> int:
@@ -86,7 +45,7 @@ def layer_bits(kernels: int, n: int | None, codebook_bits: bool = True) -> int:
 
 def bits_accounting(kernels: dict[str, int], bits: dict[str, int | None], other_binary_weights: int,
                     shared: bool = False) -> dict:
-    """Bits per binarized weight (STUDY.md): quantized 3x3 layers at n bits per kernel plus their
+    """Bits per binarized weight (docs/study.md): quantized 3x3 layers at n bits per kernel plus their
     codebooks, every other binarized weight (non-3x3 layers, n = 9 layers) at 1 bit."""
     total = sum(layer_bits(kernels[k], bits.get(k), codebook_bits=not shared) for k in kernels)
     used = [n for n in bits.values() if n is not None and n < MAX_BITS]

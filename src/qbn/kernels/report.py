@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..run import read_summary
+from ..rundir import read_summary
 
 
 def kernel_section(run_dir: Path) -> str:

@@ -1,36 +1,15 @@
-"""Kernel statistics of 3x3 binary convs (STUDY.md): kernel ids, 512-bin histograms, the
+"""Kernel statistics of 3x3 binary convs (docs/study.md): kernel ids, 512-bin histograms, the
 sign-symmetric 256-class view, entropy and top-k coverage. Vectorised, no loop over kernels."""
 
 from __future__ import annotations
 
 import torch
 
-NUM_IDS = 512
+from ..binary.codebook import NUM_IDS, ids_to_kernels, is_kernel_tensor, kernel_ids
+
 NUM_CLASSES = 256
-_POWERS = 2 ** torch.arange(9)          # 2^j for j = 0..8, j row-major in the 3x3 kernel
-
-
-def is_kernel_tensor(t: torch.Tensor) -> bool:
-    """True for an O x I x 3 x 3 weight or sign tensor (the only kind that has kernel ids)."""
-    return t.dim() == 4 and tuple(t.shape[-2:]) == (3, 3)
-
-
-def kernel_ids(signs: torch.Tensor) -> torch.Tensor:
-    """Kernel id = sum_j [B_j > 0] 2^j (j row-major) of a bool (True = +1) or +-1 tensor
-    O x I x 3 x 3, as a LongTensor O x I."""
-    if not is_kernel_tensor(signs):
-        raise ValueError(f"kernel ids need an O x I x 3 x 3 tensor, got shape {tuple(signs.shape)}")
-    bits = signs if signs.dtype == torch.bool else signs > 0
-    flat = bits.reshape(*bits.shape[:2], 9).float()
-    # one small matmul; exact: the sums are integers below 2^24
-    return (flat @ _POWERS.to(device=flat.device, dtype=torch.float32)).long()
-
-
-def ids_to_kernels(ids: torch.Tensor) -> torch.Tensor:
-    """The +-1 float kernels of kernel ids: shape (..., 3, 3)."""
-    ids = torch.as_tensor(ids).long()
-    bits = (ids.unsqueeze(-1) >> torch.arange(9, device=ids.device)) & 1
-    return (bits.float() * 2 - 1).reshape(*ids.shape, 3, 3)
+__all__ = ["NUM_CLASSES", "NUM_IDS", "coverage", "entropy", "histogram", "ids_to_kernels", "is_kernel_tensor",
+           "kernel_ids", "layer_histograms", "most_frequent", "overall_histogram", "summarize", "symmetric_class", "top_shares", "uniform_coverage"]
 
 
 def symmetric_class(ids: torch.Tensor) -> torch.Tensor:
@@ -96,3 +75,12 @@ def summarize(hist: torch.Tensor, top: int = 32) -> dict:
         "histogram_symmetric": [int(c) for c in sym],
     }
 
+
+def layer_histograms(signs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """512-bin histogram of each 3x3 layer's kernels."""
+    return {k: histogram(kernel_ids(v)) for k, v in signs.items() if is_kernel_tensor(v)}
+
+
+def overall_histogram(hists: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The histogram over all layers' kernels (zeros when there are no layers)."""
+    return sum(hists.values()) if hists else torch.zeros(NUM_IDS, dtype=torch.long)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..analysis.figures import pyplot, save_figure
 from ..analysis.sweep import mean_std
-from ..run import read_summary
+from ..rundir import read_summary
 
 
 def _size(row: dict) -> float | None:

@@ -10,7 +10,6 @@ from torch import nn
 
 from ..binary import binary_layers
 from ..signs import flip_fraction
-from .analysis import overall_histogram
 from .codebook import (
     MAX_BITS,
     CodebookError,
@@ -19,7 +18,7 @@ from .codebook import (
     choose_bits_for_budget,
     select_codebook,
 )
-from .stats import histogram, is_kernel_tensor, kernel_ids
+from .stats import histogram, is_kernel_tensor, kernel_ids, overall_histogram
 
 CODEBOOK_MODES = ("per_layer", "shared")
 ORDERS = ("deepest_first", "shallowest_first")
@@ -160,7 +159,7 @@ def progressive_order(layers: dict[str, nn.Module], order: str) -> list[str]:
 
 
 def model_bits(net: nn.Module, bits: dict[str, int], shared: bool = False) -> dict:
-    """Bits per binarized weight and whole-model bytes (STUDY.md). Full-precision values count
+    """Bits per binarized weight and whole-model bytes (docs/study.md). Full-precision values count
     32 bits: parameters and float buffers other than latent binary weights, plus one alpha per
     output channel of each binary layer whose scale is computed from W (xnor)."""
     binary = binary_layers(net)

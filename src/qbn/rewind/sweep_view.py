@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..run import read_summary
-from .figures import pyplot, save_figure
-from .sweep import mean_std, pct
+from ..analysis.figures import pyplot, save_figure
+from ..analysis.sweep import mean_std, pct
+from ..rundir import read_summary
+from .trunk import share_final, trunk_last_epoch
 
 
 def _order(mode: str, k) -> tuple:
@@ -32,8 +33,6 @@ def rewind_groups(rows: list[dict]) -> dict[str, dict]:
 
 
 def _trunk_info(trunk: str) -> dict:
-    from ..rewind import share_final, trunk_last_epoch
-
     path = Path(trunk)
     summary = read_summary(path) or {}
     info = {"dir": path, "acc": summary.get("test/acc"), "epochs": summary.get("epochs"), "share_final": None}

@@ -1,5 +1,6 @@
-"""Test helpers: compose the real Hydra config (as `python -m qbn.train` would) in a temp run dir,
-run entry points as a user would, write run directories without training, check a QBN run."""
+"""Helpers for tests and benchmarks: compose the real Hydra config (as `python -m qbn.train` would)
+in a temp run dir, run entry points as a user would, write run directories without training,
+check a QBN run. They run from a checkout (ROOT: its data/ and outputs/)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,13 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
+from qbn.binary import BinaryPolicy, binarize
 from qbn.config import CONFIG_DIR
+from qbn.models import resnet20
+from qbn.rundir import write_json
+from qbn.signs import save_snapshot, snapshot_path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]   # the checkout: src/qbn/testing/runs.py
 FASHION_MNIST_AVAILABLE = (ROOT / "data" / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte").exists() or Path(
     "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists()
 
@@ -90,9 +95,6 @@ def sign_history(epochs: int = 4, n: int = 40, seed: int = 0) -> torch.Tensor:
 
 def fake_trunk(root: Path, epochs: int = 4, name: str = "trunk", status: str = "completed") -> Path:
     """A trunk directory with snapshots of two layers, a summary and a config (no training)."""
-    from qbn.run import write_json
-    from qbn.signs import save_snapshot, snapshot_path
-
     d = root / name / "2026-01-01_00-00-00_000000"
     h = sign_history(epochs, n=4 * 3 * 3 + 2 * 4 * 3 * 3)
     for e in range(epochs + 1):
@@ -122,9 +124,6 @@ def check_qbn_run(run_dir: Path, summary: dict, bits: int = 4) -> dict:
 def grouped_and_per_layer(scaling: str, ste: str, image_size: int = 16, **policy):
     """The same resnet20 BWN twice, binarized in groups and layer by layer, with latent weights
     spread past +-1 so that clipping matters (tests/test_grouped.py, experiments/bench/grouped_device.py)."""
-    from qbn.binary import BinaryPolicy, binarize
-    from qbn.models import resnet20
-
     torch.manual_seed(0)
     net = resnet20(num_classes=10, in_channels=3, image_size=image_size)
     for p in net.parameters():

@@ -11,9 +11,10 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from ..binary import binary_layers
+from ..checkpoint import load_run_checkpoint
 from ..config import to_plain
 from ..errors import CheckpointError
-from ..kernels.qbn import (
+from ..kernels.quantize import (
     QBNSettings,
     model_bits,
     plan_bits,
@@ -23,8 +24,7 @@ from ..kernels.qbn import (
     quantize,
     refresh,
 )
-from ..kernels.sources import load_run_checkpoint
-from ..run import update_summary
+from ..rundir import update_summary
 
 log = logging.getLogger("qbn.qbn")
 

@@ -1,10 +1,11 @@
-"""Builders shared by the export tests: small BWN/QBN modules with non-trivial state, and the
+"""Builders shared by the export tests and benchmarks: small BWN/QBN modules with non-trivial state, and the
 deterministic seed file the fuzz tests and corpus mutate."""
 
 from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import json
 import struct
 import tempfile
@@ -14,11 +15,13 @@ from pathlib import Path
 import torch
 
 from qbn.binary import binary_layers
-from qbn.build import build_module
 from qbn.export import export_module
-from qbn.export.container import PREFIX_BYTES, assemble
+from qbn.export.container import MAGIC, PREFIX, PREFIX_BYTES, VERSION, assemble
+from qbn.kernels import ids_to_kernels, is_kernel_tensor
+from qbn.kernels.quantize import quantize
+from qbn.module import build_module
 
-from .helpers import compose_cfg
+from .runs import compose_cfg
 
 # the composed configs' run dir, one for all: build_module writes nothing there (it is never created)
 RUN_DIR = Path(tempfile.gettempdir()) / "qbn_export_tests" / "run"
@@ -55,8 +58,6 @@ def _make_module(overrides: tuple[str, ...]):
 def skew_kernels(module, seed: int = 0, temperature: float = 0.6) -> None:
     """Set every 3x3 binary layer's latent kernels to ids drawn from a skewed distribution
     (entropy well below 9 bits), keeping |w| random so alpha stays non-trivial."""
-    from qbn.kernels import ids_to_kernels, is_kernel_tensor
-
     g = torch.Generator().manual_seed(seed)
     probs = torch.softmax(torch.randn(512, generator=g) / temperature, 0)
     with torch.no_grad():
@@ -71,8 +72,6 @@ def skew_kernels(module, seed: int = 0, temperature: float = 0.6) -> None:
 def seed_file() -> bytes:
     """The deterministic file the fuzz tests and tests/corpus/export mutate (resnet20, QBN n=3
     on layer1.0.conv1 so the codebook path is in it too)."""
-    from qbn.kernels.qbn import quantize
-
     module, cfg = make_module("model=resnet20")
     layers = binary_layers(module.net)
     quantize({"layer1.0.conv1": layers["layer1.0.conv1"]}, {"layer1.0.conv1": 3})
@@ -86,10 +85,6 @@ def split_file(buf: bytes) -> tuple[dict, bytes]:
 
 def assemble_verbatim(header: dict, data: bytes) -> bytes:
     """Like container.assemble but keeps the header's data_bytes as given (a lying header)."""
-    import hashlib
-
-    from qbn.export.container import MAGIC, PREFIX, VERSION
-
     hbytes = zlib.compress(json.dumps(header).encode())
     return PREFIX.pack(MAGIC, VERSION, len(hbytes), hashlib.sha256(hbytes + data).digest()) + hbytes + data
 

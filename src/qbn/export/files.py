@@ -1,13 +1,16 @@
-"""Export a checkpoint or run directory to a packed file; read a file's sizes; evaluate a file."""
+"""Packed files from checkpoints, run directories and live modules: writing them (atomically),
+recognising them, and their size report."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from ..checkpoint import model_from_checkpoint, run_dir_of
 from ..errors import QbnError
-from ..run import update_summary
+from ..rundir import update_summary
 from .container import MAGIC, PREFIX
+from .loader import load_bytes
 from .sizes import size_report
 from .writer import model_spec, pack_module
 
@@ -47,8 +50,6 @@ def export_with_report(source: str | Path, out: str | Path | None = None, fmt: s
                        alpha_dtype: str = "fp32", fp_dtype: str = "fp32", fold_bn: bool = False) -> tuple[Path, dict]:
     """export(), also returning the written file's report_bytes (decoded once, here, so the CLI
     prints sizes without reading the file back)."""
-    from ..kernels.sources import model_from_checkpoint, run_dir_of
-
     source = Path(source)
     if not source.exists():
         raise QbnError(f"{source} does not exist: give a run directory or a checkpoint")
@@ -70,8 +71,6 @@ def export_with_report(source: str | Path, out: str | Path | None = None, fmt: s
 def report_bytes(buf: bytes) -> dict:
     """size_report of a file's bytes, after the loader's full validation (so a bad file is a
     PackedFileError here too, and a freshly written file is proven loadable)."""
-    from .loader import load_bytes
-
     header = load_bytes(buf).header  # the loader checked the prefix, header and every section
     header_len = PREFIX.unpack_from(buf)[2]
     return size_report(header, header_len, len(buf))

@@ -1,4 +1,4 @@
-"""Rewinding callbacks: the trunk saves its rewind points, a rewound run fixes its signs at the
+"""Rewinding's callbacks: the trunk saves its rewind points, a rewound run fixes its signs at the
 start of a fresh fit, and `freeze_signs_at` fixes the current signs at the end of epoch K."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import pytorch_lightning as pl
 import torch
 
 from ..binary import binary_layers
-from ..run import update_summary
+from ..rundir import update_summary
+from .plan import RewindPlan, apply_plan
 
 log = logging.getLogger("qbn.rewind")
 
@@ -53,12 +54,10 @@ class ApplyRewind(pl.Callback):
     from its epoch-J state, then fix the signs. Only on this run's fresh start: on resuming its own
     checkpoint the model (fixed-sign buffers included) is already restored."""
 
-    def __init__(self, plan):
+    def __init__(self, plan: RewindPlan):
         self.plan = plan
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from ..rewind import apply_plan
-
         own = trainer.ckpt_path is not None and (self.plan.resume_path is None
                                                  or Path(trainer.ckpt_path).resolve() != self.plan.resume_path.resolve())
         if own:
@@ -97,3 +96,8 @@ class FreezeSigns(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.epoch >= 1 and trainer.current_epoch + 1 == self.epoch:
             self._freeze(trainer, pl_module)
+
+
+def rewind_callbacks(plan: RewindPlan | None) -> list:
+    """[ApplyRewind] for a rewound run (first, so instruments see the fixed signs), else []."""
+    return [] if plan is None else [ApplyRewind(plan)]

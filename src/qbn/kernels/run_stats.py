@@ -1,4 +1,5 @@
-"""kernels.json: the kernel statistics of a run (per layer, overall, over training) from signs."""
+"""kernels.json and figures/kernels_*.png: the kernel statistics of a run (per layer, overall, over
+training) from signs, written by the KernelStats callback and by `python -m qbn.kernels`."""
 
 from __future__ import annotations
 
@@ -8,23 +9,13 @@ from pathlib import Path
 import torch
 
 from ..errors import QbnError
-from ..run import write_json
+from ..rundir import write_json
 from ..signs import SnapshotError, list_snapshots, load_snapshot
-from .sources import kernel_signs
-from .stats import NUM_IDS, entropy, histogram, kernel_ids, summarize, top_shares
+from .figures import write_figures
+from .stats import entropy, layer_histograms, overall_histogram, summarize, top_shares
 
 KERNELS_FORMAT = "qbn-kernels-v1"
 log = logging.getLogger("qbn.kernels")
-
-
-def layer_histograms(signs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """512-bin histogram of each 3x3 layer's kernels."""
-    return {k: histogram(kernel_ids(v)) for k, v in kernel_signs(signs).items()}
-
-
-def overall_histogram(hists: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The histogram over all layers' kernels (zeros when there are no layers)."""
-    return sum(hists.values()) if hists else torch.zeros(NUM_IDS, dtype=torch.long)
 
 
 def history(run_dir: str | Path) -> dict[int, dict]:
@@ -62,3 +53,20 @@ def write_kernel_stats(run_dir: str | Path, stats: dict) -> Path:
     path = Path(run_dir) / "kernels.json"
     write_json(path, stats)
     return path
+
+
+def summary_fields(stats: dict) -> dict:
+    """The headline kernel figures for summary.json."""
+    o = stats["overall"]
+    return {"kernels/entropy": o["entropy"], "kernels/top1": o["top1"], "kernels/top8": o["top8"], "kernels/top32": o["top32"]}
+
+
+def write_run_kernels(run_dir: str | Path, signs: dict, layers: list[str] | None = None, figures: bool = True,
+                      **meta) -> dict:
+    """kernels.json + figures (unless figures=False) for `signs` in `run_dir` (shared by the callback and the CLI)."""
+    stats = kernel_stats(signs, run_dir=run_dir, **meta)
+    write_kernel_stats(run_dir, stats)
+    if figures:
+        stats["figures"] = [str(p.relative_to(run_dir)) for p in write_figures(stats, Path(run_dir) / "figures", layers)]
+        write_kernel_stats(run_dir, stats)
+    return stats

@@ -1,4 +1,4 @@
-"""The run directory contract (DESIGN.md): what a run writes about itself and how to read it."""
+"""The run directory (docs/architecture.md): what a run writes about itself and how to read it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import math
 import os
 from pathlib import Path
 from typing import Any
+
+from omegaconf import OmegaConf
 
 SUMMARY = "summary.json"
 
@@ -53,7 +55,5 @@ def update_summary(run_dir: str | Path, /, **fields: Any) -> dict:
 
 def run_config(run_dir: str | Path):
     """The composed config Hydra saved for the run."""
-    from omegaconf import OmegaConf
-
     path = Path(run_dir) / ".hydra" / "config.yaml"
     return OmegaConf.load(path) if path.exists() else None

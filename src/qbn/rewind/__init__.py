@@ -1,0 +1,35 @@
+"""Rewinding with fixed signs (docs/rewind.md; primary sub-networks, docs/study.md): a rewound run
+takes a trunk run directory, fixes every binarized weight's sign to the trunk's S_K (or a control),
+and trains again from a rewind point.
+
+- spec: the grammar of `rewind.signs` (`epoch:K | init | final | random | random:K | stable:K`) and
+  `rewind.weights` (`init | epoch:J | epoch:last | fresh`), typed.
+- trunk: finding the trunk and reading its signs and saved states.
+- recipe: the trunk's recipe inherited, its model checked.
+- plan: everything a rewound run needs, resolved before training, and applying it to a model.
+- callbacks: RewindPoints (a trunk saves what rewinding needs), ApplyRewind, FreezeSigns.
+- sweep_view: the rewinding table and figure of a sweep.
+
+What the trunk must have saved: `signs/epoch_NNN.pt` (sign snapshots) and
+`checkpoints/init.ckpt` / `checkpoints/epoch_JJJ.ckpt` (RewindPoints, switched on by `rewind=trunk`).
+"""
+
+from .callbacks import ApplyRewind, FreezeSigns, RewindPoints, rewind_callbacks
+from .plan import RewindPlan, apply_plan, fix_net_signs, load_weights, plan_rewind
+from .recipe import MODEL_KEYS, RECIPE_KEYS, check_same_model, inherit_recipe, override_keys
+from .spec import RewindError, SignSpec, WeightSpec, parse_signs, parse_weights
+from .trunk import (
+    TRUNK_OPTION,
+    find_trunk,
+    random_signs,
+    select_signs,
+    share_final,
+    stable_mask,
+    trunk_last_epoch,
+    weights_file,
+)
+
+__all__ = ["MODEL_KEYS", "RECIPE_KEYS", "TRUNK_OPTION", "ApplyRewind", "FreezeSigns", "RewindError", "RewindPlan",
+           "RewindPoints", "SignSpec", "WeightSpec", "apply_plan", "check_same_model", "find_trunk", "fix_net_signs",
+           "inherit_recipe", "load_weights", "override_keys", "parse_signs", "parse_weights", "plan_rewind", "random_signs",
+           "rewind_callbacks", "select_signs", "share_final", "stable_mask", "trunk_last_epoch", "weights_file"]

@@ -1,0 +1,82 @@
+"""What a rewound run takes from its trunk: the training recipe (unless this run's command line
+sets it), and the model, which must be the trunk's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from .spec import RewindError
+
+# what a rewound run takes from its trunk unless this run's command line sets it
+RECIPE_KEYS = ("trainer.max_epochs", "trainer.limit_train_batches", "optimizer", "scheduler",
+               "dataset.batch_size", "dataset.augment", "dataset.train_subset", "dataset.test_subset",
+               "dataset.val_size", "dataset.split_seed")
+# what must be the same as the trunk's (else the trunk is "of another model")
+MODEL_KEYS = ("model", "scaling.name", "binary", "dataset.name", "dataset.num_classes",
+              "dataset.in_channels", "dataset.image_size")
+
+
+def _select(cfg, key: str):
+    return OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+
+
+def _plain(value):
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+
+
+def override_keys(task_overrides) -> list[str]:
+    """Keys set on the command line (`a.b=1`, `+a=2`, `group=opt`), without the value."""
+    return [str(o).split("=", 1)[0].lstrip("+~") for o in task_overrides or []]
+
+
+def _overridden(leaf: str, overrides: list[str]) -> bool:
+    """Whether the command line sets `leaf`: itself, something under it, or a recipe key above it
+    (`optimizer=sgd` keeps this run's optimizer; `trainer=gpu` or `dataset=x` keep no recipe leaf)."""
+    return any(leaf == o or o.startswith(leaf + ".") or (leaf.startswith(o + ".") and o in RECIPE_KEYS)
+               for o in overrides)
+
+
+def _leaves(value, prefix: str) -> dict:
+    if isinstance(value, dict) and value:
+        out = {}
+        for k, v in value.items():
+            out.update(_leaves(v, f"{prefix}.{k}"))
+        return out
+    return {prefix: value}
+
+
+def inherit_recipe(cfg: DictConfig, trunk_cfg: DictConfig, overrides: list[str]) -> dict:
+    """Set this run's RECIPE_KEYS to the trunk's, leaf by leaf, except those on the command line.
+    Returns {key: value} of what changed."""
+    changed = {}
+    for key in RECIPE_KEYS:
+        theirs = _plain(_select(trunk_cfg, key))
+        if theirs is None and _select(cfg, key) is None:
+            continue
+        for leaf, value in _leaves(theirs, key).items():
+            if _overridden(leaf, overrides) or _plain(_select(cfg, leaf)) == value:
+                continue
+            with open_dict(cfg):
+                OmegaConf.update(cfg, leaf, value, merge=value != {}, force_add=True)
+            changed[leaf] = value
+    return changed
+
+
+def check_same_model(cfg: DictConfig, trunk_cfg: DictConfig, trunk_dir: Path) -> None:
+    """One clear message when the trunk trained another model (backbone, scaling, policy, data)."""
+    for key in MODEL_KEYS:
+        ours, theirs = _plain(_select(cfg, key)), _plain(_select(trunk_cfg, key))
+        if ours != theirs:
+            raise RewindError(f"trunk {trunk_dir} is of another model: its {key} is {theirs!r}, this run's is {ours!r}. "
+                              f"Rewind with the trunk's settings (e.g. {_suggest(key, theirs)}) or choose another trunk.")
+
+
+def _suggest(key: str, value) -> str:
+    """The override that gives this run the trunk's value (a group choice where there is one)."""
+    if isinstance(value, dict) and "name" in value:
+        return f"{key}={value['name']}"
+    if key.endswith(".name") and key.count(".") == 1:
+        return f"{key[:-5]}={value}"
+    return f"{key}=..." if isinstance(value, dict) else f"{key}={value}"
