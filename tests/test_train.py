@@ -14,7 +14,8 @@ from qbn.aggregate import main as aggregate_main
 from qbn.checkpoint import check_compatible, load_checkpoint
 from qbn.errors import CheckpointError, ConfigError
 from qbn.module import build_module
-from qbn.testing.runs import TINY, compose_cfg, run_cli
+from qbn.run_guard import RunDirError
+from qbn.testing.runs import TINY, compose_cfg, compose_run, run_cli
 from qbn.train import train
 
 MODELS = ["resnet20", "resnet32", "resnet56", "resnet18", "resnet34", "vgg_small"]
@@ -78,9 +79,11 @@ def test_resume_continues_epoch_count(cfg_factory, tmp_path):
     assert sum(bool(r.get("test/acc")) for r in rows) == 1  # the earlier completion's test row dropped
 
 
-def test_resume_without_checkpoint_is_clear(cfg_factory, tmp_path):
-    with pytest.raises(CheckpointError, match="no .*last.ckpt to resume from"):
-        train(cfg_factory(*TINY, f"resume={tmp_path / 'nothing'}", run_dir=tmp_path / "nothing"))
+def test_resume_without_checkpoint_is_clear(tmp_path):
+    run = tmp_path / "stopped_early"
+    compose_run(run, TINY)  # a run directory whose run stopped before its first checkpoint
+    with pytest.raises(RunDirError, match="no checkpoints/last.ckpt to resume from"):
+        train(compose_cfg(run, [*TINY, f"resume={run}"]))
 
 
 def test_checkpoint_of_another_model_is_clear(tiny_run, cfg_factory, tmp_path):
@@ -94,7 +97,7 @@ def test_checkpoint_of_another_model_is_clear(tiny_run, cfg_factory, tmp_path):
     with pytest.raises(CheckpointError, match="shape mismatches"):
         check_compatible(ckpt["state_dict"], build_module(more_classes))
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
         load_checkpoint(tmp_path / "junk.ckpt")
 
 

@@ -9,16 +9,23 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.loggers import WandbLogger
 
 from .callbacks.codebook import qbn_callbacks
+from .config import flatten
 from .errors import ConfigError
 from .loggers import RunCSVLogger
 
 
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
-    return hydra.utils.instantiate(cfg.dataset, _convert_="all")
+    """The dataset's module; what it found out (num_classes of an image folder, when the config left
+    it null) is written back into cfg, so the model, the saved config and checkpoints agree."""
+    datamodule = hydra.utils.instantiate(cfg.dataset, _convert_="all")
+    if cfg.dataset.get("num_classes") is None:
+        with open_dict(cfg):
+            cfg.dataset.num_classes = int(datamodule.num_classes)
+    return datamodule
 
 
 def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
@@ -54,9 +61,16 @@ def build_loggers(cfg: DictConfig, run_dir: Path, sweep_name: str | None, resume
         loggers.append(WandbLogger(
             save_dir=str(run_dir), project=wb.project, entity=wb.entity, mode=mode,
             group=wb.group or sweep_name, tags=list(wb.tags), log_model=wb.log_model,
-            name=f"{cfg.name}/{run_dir.name}", config=OmegaConf.to_container(cfg, resolve=True),
+            name=f"{cfg.name}/{run_dir.name}", config=wandb_config(cfg),
         ))
     return loggers
+
+
+def wandb_config(cfg: DictConfig) -> dict:
+    """The resolved config flattened to dotted keys (optimizer.lr, model.name, ...): W&B's runs table,
+    sweep views and parallel-coordinates chart then offer every option as one column."""
+    own = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    return flatten(OmegaConf.to_container(own, resolve=True))
 
 
 def set_tf32(allow: bool) -> None:
@@ -66,3 +80,55 @@ def set_tf32(allow: bool) -> None:
     pickles that module's functions by value, and torch.backends.cudnn cannot be pickled.)"""
     torch.backends.cudnn.allow_tf32 = allow
     torch.backends.cuda.matmul.allow_tf32 = allow
+
+
+# Options a user types on the command line, checked before a run touches anything (a string
+# where a number belongs, or max_epochs=-1, which Lightning reads as "train forever").
+# key: (kind, lowest, highest, null allowed); kind "int" or "number"; bounds inclusive, None = open.
+_RULES = {
+    "seed": ("int", 0, None, False),
+    "trainer.max_epochs": ("int", 1, None, False),
+    "trainer.log_every_n_steps": ("int", 1, None, False),
+    "optimizer.lr": ("number", 1e-12, None, False),
+    "optimizer.momentum": ("number", 0, 1, False),
+    "optimizer.weight_decay": ("number", 0, None, False),
+    "optimizer.weight_decay_binary": ("number", 0, None, True),
+    "optimizer.weight_decay_scale": ("number", 0, None, True),
+    "optimizer.weight_decay_bn": ("number", 0, None, True),
+    "optimizer.weight_decay_fp": ("number", 0, None, True),
+    "scheduler.warmup_epochs": ("number", 0, None, False),
+    "scheduler.min_lr_ratio": ("number", 0, 1, False),
+    "scheduler.gamma": ("number", 1e-12, None, False),
+    "dataset.batch_size": ("int", 1, None, False),
+    "dataset.eval_batch_size": ("int", 1, None, False),
+    "dataset.num_workers": ("int", 0, None, True),
+    "dataset.image_size": ("int", 1, None, False),
+    "dataset.resize": ("int", 1, None, True),
+    "dataset.num_classes": ("int", 1, None, True),
+    "dataset.val_size": ("number", 0, None, False),
+    "dataset.train_subset": ("int", 1, None, True),
+    "dataset.test_subset": ("int", 1, None, True),
+    "qbn.bits": ("int", 1, 9, True),
+    "qbn.budget": ("number", 1e-12, 9, True),
+}
+
+
+def _rule_text(kind: str, low, high, nullable: bool) -> str:
+    what = "a whole number" if kind == "int" else "a number"
+    if low is not None and high is not None:
+        what += f" from {low} to {high}"
+    elif low is not None:
+        what += " above 0" if 0 < low < 1e-6 else f" of at least {low}"
+    return what + (" (or null)" if nullable else "")
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Refuse an option of the wrong type or range, naming it (a ConfigError, one line)."""
+    for key, (kind, low, high, nullable) in _RULES.items():
+        value = OmegaConf.select(cfg, key, default="<absent>", throw_on_missing=False)
+        if value == "<absent>" or (value is None and nullable):
+            continue
+        ok = isinstance(value, int if kind == "int" else (int, float)) and not isinstance(value, bool)
+        ok = ok and (low is None or value >= low) and (high is None or value <= high)
+        if not ok:
+            raise ConfigError(f"{key}={value!r} is not valid: it must be {_rule_text(kind, low, high, nullable)}")

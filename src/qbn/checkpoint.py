@@ -5,6 +5,7 @@ statistics, qbn.from_ckpt, export and the size table)."""
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -30,14 +31,29 @@ def checkpoint_file(path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """A Lightning (or plain) checkpoint as a dict, loaded with weights_only=True."""
+    """A Lightning (or plain) checkpoint as a dict, loaded with weights_only=True. An empty,
+    truncated or foreign file is one CheckpointError that says so (torch's own messages point at
+    its internals or suggest weights_only=False, which would run the file's code)."""
     path = checkpoint_file(path)
-    if not path.exists():
+    if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty, not a checkpoint (a run killed while saving?): "
+                              "use another checkpoint, or train again")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (truncated, or another kind of file): "
+                              "give a checkpoints/*.ckpt file or a run directory")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as e:
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        with warnings.catch_warnings():  # the weights-only unpickler warns about protocols before refusing
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path} holds Python objects besides tensors, which qbn never loads (they could run "
+                              "code): give a checkpoint written by qbn or Lightning") from None
+    except Exception as e:  # noqa: BLE001  any other failure of a damaged archive
+        first = (str(e).splitlines() or [""])[0][:160]
+        raise CheckpointError(f"{path} is a damaged checkpoint ({type(e).__name__}{': ' + first if first else ''}): "
+                              "use another checkpoint, or train again") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict)")
     return ckpt

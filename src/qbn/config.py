@@ -28,4 +28,16 @@ def to_plain(cfg: DictConfig | dict | None) -> dict:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
 
 
+def flatten(value, prefix: str = "") -> dict:
+    """{'a.b.c': leaf} of a nested dict or DictConfig (an empty dict is a leaf)."""
+    if isinstance(value, DictConfig):
+        value = OmegaConf.to_container(value, resolve=False)
+    if isinstance(value, dict) and value:
+        out = {}
+        for k, v in value.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
 register_resolvers()

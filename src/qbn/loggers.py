@@ -57,3 +57,41 @@ class RunCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _AppendingWriter(self.log_dir, self._resume_epoch)
         return self._experiment
+
+
+# ---- W&B: what the instruments and the report give a dashboard ------------------------------
+# One place for the W&B calls; the numbers come from the code that computes them (callbacks,
+# report), which passes them here. Without a WandbLogger among the loggers, nothing happens.
+
+def wandb_run(loggers):
+    """The W&B run of the first WandbLogger among `loggers`, or None."""
+    for logger in loggers or []:
+        if type(logger).__name__ == "WandbLogger":
+            return logger.experiment
+    return None
+
+
+def wandb_table(loggers, key: str, columns: list[str], rows: list[list], lines: dict[str, tuple[str, str]] | None = None,
+                bars: dict[str, tuple[str, str]] | None = None) -> None:
+    """Log a table as `key`, and W&B line / bar charts of its columns: {chart key: (x column, y column)}."""
+    run = wandb_run(loggers)
+    if run is None:
+        return
+    import wandb
+
+    table = wandb.Table(columns=columns, data=rows)
+    data = {key: table}
+    for chart, (x, y) in (lines or {}).items():
+        data[chart] = wandb.plot.line(table, x, y, title=chart)
+    for chart, (x, y) in (bars or {}).items():
+        data[chart] = wandb.plot.bar(table, x, y, title=chart)
+    run.log(data)
+
+
+def wandb_summary(loggers, flat_summary: dict) -> None:
+    """summary.json's figures (numbers and short strings; nested keys already joined by '.') in the W&B run summary."""
+    run = wandb_run(loggers)
+    if run is None:
+        return
+    run.summary.update({k: v for k, v in flat_summary.items()
+                        if isinstance(v, (bool, int, float)) or (isinstance(v, str) and len(v) <= 200)})

@@ -74,15 +74,15 @@ class BWNModule(pl.LightningModule):
         g = step_generator(self.seed, self.current_epoch, batch_idx, x.device)
         return random_crop_flip(x, int(self.augment.get("crop_padding", 0)), bool(self.augment.get("flip", False)), g)
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch, batch_idx: int) -> dict:
         x, y = batch
         x = self._augment(to_unit_float(x), batch_idx)
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        self.train_acc(logits, y)
+        acc = self.train_acc(logits, y)  # this batch's accuracy (the metric also accumulates the epoch's)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
-        return loss
+        return {"loss": loss, "acc": acc.detach()}  # progress lines without a terminal show both
 
     def _eval_step(self, batch, stage: str) -> None:
         x, y = batch

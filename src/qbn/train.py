@@ -26,14 +26,29 @@ from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from .binary import binary_param_count
-from .build import build_callbacks, build_datamodule, build_loggers, set_tf32
+from .build import build_callbacks, build_datamodule, build_loggers, check_values, set_tf32
 from .checkpoint import check_compatible, load_checkpoint
-from .config import CONFIG_DIR  # importing qbn.config registers its resolvers before Hydra composes
-from .errors import CheckpointError, QbnError
+from .config import (  # importing qbn.config registers its resolvers before Hydra composes
+    CONFIG_DIR,
+    flatten,
+)
+from .errors import QbnError
+from .loggers import wandb_summary
 from .module import build_module
+from .quiet import quiet_libraries
 from .report import log_figures, write_report
 from .rewind import override_keys, plan_rewind, rewind_callbacks
-from .rundir import SUMMARY, read_summary, update_summary, write_json
+from .run_guard import (
+    check_writable,
+    claim,
+    clear_outputs,
+    leave_untouched,
+    merged_overrides,
+    note_refusal,
+    save_hydra_files,
+    saved_overrides,
+)
+from .rundir import SUMMARY, update_summary, write_json
 
 log = logging.getLogger("qbn.train")
 
@@ -50,38 +65,66 @@ def _sweep_name() -> str | None:
     return Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
 
 
-def _resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if cfg.get("resume"):
-        if not last.exists():
-            raise CheckpointError(f"resume={cfg.resume}: there is no {last} to resume from")
-        return last
-    return last if last.exists() else None
-
-
 def train(cfg: DictConfig) -> dict:
-    """Train, test and record one run in the current Hydra run directory; returns the summary."""
-    run_dir = _run_dir()
-    previous = read_summary(run_dir)
-    if previous and previous.get("status") == "completed" and not cfg.get("resume") and not cfg.get("overwrite"):
-        log.info("%s already completed (test/acc %s); skipping. overwrite=true retrains it.", run_dir, previous.get("test/acc"))
-        return previous
+    """Train, test and record one run in the current Hydra run directory; returns the summary.
+    A directory holding an earlier run's results (completed, or resumed from) is written only once
+    every check has passed; a refusal leaves it byte for byte as it was (qbn.run_guard)."""
+    quiet_libraries()
+    run_dir, hc = _run_dir(), HydraConfig.get()
+    taken = False
+    try:
+        check_values(cfg)
+        datamodule = build_datamodule(cfg)  # reads only; fills in what the data decides (num_classes)
+        decision = claim(cfg, run_dir)
+        if decision.action == "skip":
+            leave_untouched(run_dir)
+            log.info("%s already completed (test/acc %s); skipping. overwrite=true retrains it.", run_dir,
+                     decision.previous.get("test/acc"))
+            return decision.previous
+        protect = decision.action == "resume" or (decision.previous or {}).get("status") == "completed"
+        if not protect:  # a new or unfinished directory: take it now, so a failure is recorded there
+            taken = _take(cfg, run_dir, None)
+        start = time.time()
+        set_tf32(bool(cfg.get("allow_tf32", False)))
+        rewind = plan_rewind(cfg, run_dir, override_keys(hc.overrides.task))  # may set the trunk's recipe in cfg
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        datamodule.prepare_data()
+        model = build_module(cfg)
+        ckpt_path, resume_epoch = decision.checkpoint, None
+        if ckpt_path is not None:
+            ckpt = load_checkpoint(ckpt_path)
+            check_compatible(ckpt["state_dict"], model, f"checkpoint {ckpt_path}")
+            resume_epoch = int(ckpt.get("epoch", 0))
+            log.info("resuming from %s (after epoch %d)", ckpt_path, resume_epoch + 1)
+        elif cfg.get("qbn") and cfg.qbn.get("from_ckpt"):
+            load_checkpoint(cfg.qbn.from_ckpt)  # a damaged file is refused before a protected directory is touched
+        if not taken:
+            taken = _take(cfg, run_dir, ckpt_path)
+        return _fit(cfg, run_dir, datamodule, model, rewind, ckpt_path, resume_epoch, start)
+    except BaseException as e:
+        if taken:
+            _record_failure(run_dir, e)
+        else:
+            _forget_if_made(run_dir)
+            note_refusal(hc, run_dir, e)
+        raise
 
-    start = time.time()
-    set_tf32(bool(cfg.get("allow_tf32", False)))
-    rewind = plan_rewind(cfg, run_dir, override_keys(HydraConfig.get().overrides.task))  # may set the trunk's recipe in cfg
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = build_datamodule(cfg)
-    datamodule.prepare_data()
-    model = build_module(cfg)
-    ckpt_path = _resume_checkpoint(cfg, run_dir)
-    resume_epoch = None
-    if ckpt_path is not None:
-        ckpt = load_checkpoint(ckpt_path)
-        check_compatible(ckpt["state_dict"], model, f"checkpoint {ckpt_path}")
-        resume_epoch = int(ckpt.get("epoch", 0))
-        log.info("resuming from %s (after epoch %d)", ckpt_path, resume_epoch + 1)
 
+def _take(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None) -> bool:
+    """Make the run directory this run's: clear an earlier run's outputs for a fresh start, save .hydra/."""
+    check_writable(run_dir)
+    overrides = list(HydraConfig.get().overrides.task)
+    if ckpt_path is None:
+        cleared = clear_outputs(run_dir)
+        if cleared:
+            log.info("%s: cleared the earlier run's %s; training from scratch", run_dir, ", ".join(cleared))
+    else:
+        overrides = merged_overrides(saved_overrides(run_dir), overrides)
+    save_hydra_files(run_dir, cfg, HydraConfig.get(), overrides)
+    return True
+
+
+def _fit(cfg, run_dir, datamodule, model, rewind, ckpt_path, resume_epoch, start) -> dict:
     summary = {
         "status": "running", "model": cfg.model.name, "scaling": cfg.scaling.name if cfg.binary.enabled else "fp",
         "binary": bool(cfg.binary.enabled), "dataset": cfg.dataset.name, "seed": cfg.seed,
@@ -118,6 +161,7 @@ def train(cfg: DictConfig) -> dict:
     results["status"] = "completed"
     if trainer.is_global_zero:
         summary = update_summary(run_dir, **results)
+        wandb_summary(trainer.loggers, flatten(summary))
         if cfg.get("report", True):
             try:  # the report reads the run directory only; its failure must not fail the run
                 log.info("report: %s", write_report(run_dir))
@@ -126,6 +170,14 @@ def train(cfg: DictConfig) -> dict:
                 log.warning("report for %s failed: %s (rebuild it with python -m qbn.report %s)", run_dir, e, run_dir)
     _finish_wandb()
     return summary
+
+
+def _forget_if_made(run_dir: Path) -> None:
+    """A refused run leaves nothing: not even the empty directory Hydra made for it (a missing
+    resume= directory stays missing)."""
+    if run_dir.is_dir() and not any(run_dir.iterdir()):
+        leave_untouched(run_dir)
+        run_dir.rmdir()
 
 
 def _finish_wandb() -> None:
@@ -137,29 +189,37 @@ def _finish_wandb() -> None:
             wandb.finish()
 
 
-def _record_failure(error: BaseException) -> None:
-    try:
-        run_dir = _run_dir()
-    except ValueError:
-        return
+def _record_failure(run_dir: Path, error: BaseException) -> None:
     status = "interrupted" if isinstance(error, STOPPED) else "failed"
     update_summary(run_dir, status=status, error=f"{type(error).__name__}: {error}")
     if not isinstance(error, (QbnError, *STOPPED)):
         (run_dir / "error.txt").write_text("".join(traceback.format_exception(error)))
 
 
+def _stopped_advice(error: BaseException) -> str:
+    """What will work after Ctrl-C or SIGTERM: resume= only when there is a checkpoint to resume from."""
+    run_dir, hc = _run_dir(), HydraConfig.get()
+    stopped = f"run stopped by {type(error).__name__}"
+    if hc.mode == RunMode.MULTIRUN:
+        return (f"{stopped}; run the same sweep command again with hydra.sweep.dir={hc.sweep.dir}: completed jobs are "
+                "skipped, interrupted ones resume")
+    if not (run_dir / "checkpoints" / "last.ckpt").exists():
+        return f"{stopped} during its first epoch, before any checkpoint: nothing to resume; start it again"
+    options = [o for o in hc.overrides.task if o.split("=", 1)[0] not in ("resume", "hydra.run.dir", "overwrite")]
+    return f"{stopped}; resume it with: python -m qbn.train {' '.join(options + [f'resume={run_dir}'])}".replace("  ", " ")
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
         summary = train(cfg)
-    except BaseException as e:  # noqa: BLE001  record every failure in the run directory first
-        _record_failure(e)
+    except BaseException as e:  # noqa: BLE001  train() recorded it in the run directory if it was its own
         _finish_wandb()
         multirun = HydraConfig.get().mode == RunMode.MULTIRUN
         if isinstance(e, QbnError):
             print(f"qbn: {e}", file=sys.stderr)
         elif isinstance(e, STOPPED):
-            log.error("run stopped by %s; resume it with resume=%s", type(e).__name__, _run_dir())
+            log.error("%s", _stopped_advice(e))
         else:
             log.error("run failed: %s (traceback in %s/error.txt)", e, _run_dir())
         if multirun and not isinstance(e, STOPPED):

@@ -24,6 +24,7 @@ from ..kernels.quantize import (
     quantize,
     refresh,
 )
+from ..loggers import wandb_table
 from ..rundir import update_summary
 
 log = logging.getLogger("qbn.qbn")
@@ -120,6 +121,15 @@ class QBNCallback(pl.Callback):
                        qbn_note="only 3x3 binary convs are quantized; other binary layers stay at 1 bit per weight "
                                 "and full-precision layers (first conv, classifier, BatchNorm) are unchanged",
                        bits_per_weight=acc["bits_per_weight"], model_bytes=acc["model_bytes"], qbn_accounting=acc)
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """W&B: this run's row of the accuracy-vs-bits table (a sweep's runs together draw the curve)."""
+        acc = trainer.callback_metrics.get("test/acc")
+        if not (trainer.is_global_zero and self.bits and acc is not None):
+            return
+        s, bits = self.settings, model_bits(pl_module.net, self.bits, self.settings.codebook == "shared")
+        wandb_table(trainer.loggers, "qbn/accuracy_bits", ["n", "budget", "bits_per_weight", "model_bytes", "test_acc"],
+                    [[s.bits, s.budget, bits["bits_per_weight"], bits["model_bytes"], float(acc)]])
 
     def state_dict(self) -> dict:
         return {"bits": dict(self.bits), "order": list(self.order), "done": list(self.done), "report": dict(self.report)}

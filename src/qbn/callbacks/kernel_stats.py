@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 
 from ..kernels.read_signs import backbone
 from ..kernels.run_stats import summary_fields, write_run_kernels
@@ -15,9 +16,12 @@ from ..kernels.stats import (
     entropy,
     is_kernel_tensor,
     layer_histograms,
+    most_frequent,
     overall_histogram,
     top_shares,
+    uniform_coverage,
 )
+from ..loggers import wandb_run, wandb_table
 from ..rundir import update_summary
 from ..signs import model_signs
 
@@ -80,14 +84,25 @@ class KernelStats(pl.Callback):
                  o["entropy"], 100 * o["top1"], 100 * o["top8"], 100 * o["top32"])
 
     def _to_wandb(self, trainer: pl.Trainer, stats: dict) -> None:
-        try:
-            from pytorch_lightning.loggers import WandbLogger
-        except ImportError:  # pragma: no cover
+        """kernels.json as W&B tables and charts: per-layer figures, the overall histogram of the
+        512 kernel ids (by rank), top-k coverage against the uniform one, and the figures."""
+        loggers = trainer.loggers
+        if wandb_run(loggers) is None:
             return
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                rows = [[k, s["entropy"], s["top1"], s["top8"], s["top32"], s["distinct"]] for k, s in stats["layers"].items()]
-                logger.log_table("kernels/layers", columns=["layer", "entropy", "top1", "top8", "top32", "distinct"], data=rows)
-                images = [str(self.run_dir / f) for f in stats.get("figures", [])]
-                if images:
-                    logger.log_image("kernels/figures", images=images)
+        rows = [[k, s["entropy"], s["top1"], s["top8"], s["top32"], s["distinct"]] for k, s in stats["layers"].items()]
+        wandb_table(loggers, "kernels/layers", ["layer", "entropy", "top1", "top8", "top32", "distinct"], rows)
+        o = stats["overall"]
+        total = max(sum(o["histogram"]), 1)
+        ranked = most_frequent(torch.tensor(o["histogram"]), len(o["histogram"])).tolist()
+        wandb_table(loggers, "kernels/histogram", ["rank", "kernel_id", "count", "share"],
+                    [[r + 1, i, o["histogram"][i], o["histogram"][i] / total] for r, i in enumerate(ranked)],
+                    lines={"kernels/histogram_chart": ("rank", "share")})
+        uniform = uniform_coverage(len(o["coverage"])).tolist()
+        wandb_table(loggers, "kernels/coverage", ["k", "coverage", "uniform"],
+                    [[k + 1, c, u] for k, (c, u) in enumerate(zip(o["coverage"], uniform, strict=True))],
+                    lines={"kernels/coverage_chart": ("k", "coverage")})
+        images = [str(self.run_dir / f) for f in stats.get("figures", [])]
+        if images:
+            import wandb
+
+            wandb_run(loggers).log({"kernels/figures": [wandb.Image(p) for p in images]})

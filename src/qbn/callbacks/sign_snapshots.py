@@ -10,6 +10,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from ..analysis.sign_dynamics import analyze_run
+from ..loggers import wandb_table
 from ..signs import list_snapshots, model_signs, save_snapshot, snapshot_path, snapshot_wanted
 
 log = logging.getLogger("qbn.signs")
@@ -76,3 +77,21 @@ class SignSnapshots(pl.Callback):
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=trainer.global_step)
                 logger.save()
+        if overall:
+            to_wandb(trainer.loggers, result)
+
+
+def to_wandb(loggers, result: dict) -> None:
+    """The sign curves of signs.json as W&B tables and line charts: d_e and the stable-sign share by
+    epoch (all layers, and per layer), and each layer's sign-freeze epochs E_q."""
+    epochs, o, layers = result["epochs"], result["overall"], result["layers"]
+    c_e = [None, *o["c_e"]]  # c_e starts at the second snapshot
+    wandb_table(loggers, "signs/curves", ["epoch", "d_e", "c_e", "stable_share"],
+                [[e, d, c, st] for e, d, c, st in zip(epochs, o["d_e"], c_e, o["stable_fraction"], strict=True)],
+                lines={"signs/d_e_chart": ("epoch", "d_e"), "signs/stable_share_chart": ("epoch", "stable_share")})
+    wandb_table(loggers, "signs/stable_share_by_layer", ["layer", "epoch", "stable_share"],
+                [[name, e, v] for name, d in layers.items() for e, v in zip(epochs, d["stable_fraction"], strict=True)])
+    qs = [k for k in o if k.startswith("E_")]
+    wandb_table(loggers, "signs/freeze_epochs", ["layer", "weights", *qs],
+                [[name, d["num_weights"], *(d.get(q) for q in qs)] for name, d in layers.items()],
+                bars={f"signs/freeze_epoch_{q}_chart": ("layer", q) for q in qs[1:2]})

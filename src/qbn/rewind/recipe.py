@@ -7,6 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ..config import flatten
 from .spec import RewindError
 
 # what a rewound run takes from its trunk unless this run's command line sets it
@@ -38,15 +39,6 @@ def _overridden(leaf: str, overrides: list[str]) -> bool:
                for o in overrides)
 
 
-def _leaves(value, prefix: str) -> dict:
-    if isinstance(value, dict) and value:
-        out = {}
-        for k, v in value.items():
-            out.update(_leaves(v, f"{prefix}.{k}"))
-        return out
-    return {prefix: value}
-
-
 def inherit_recipe(cfg: DictConfig, trunk_cfg: DictConfig, overrides: list[str]) -> dict:
     """Set this run's RECIPE_KEYS to the trunk's, leaf by leaf, except those on the command line.
     Returns {key: value} of what changed."""
@@ -55,7 +47,7 @@ def inherit_recipe(cfg: DictConfig, trunk_cfg: DictConfig, overrides: list[str])
         theirs = _plain(_select(trunk_cfg, key))
         if theirs is None and _select(cfg, key) is None:
             continue
-        for leaf, value in _leaves(theirs, key).items():
+        for leaf, value in flatten(theirs, key).items():
             if _overridden(leaf, overrides) or _plain(_select(cfg, leaf)) == value:
                 continue
             with open_dict(cfg):
