@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+from qbn.build import check_values
 from qbn.checkpoint import load_checkpoint
-from qbn.config import check_values
 from qbn.errors import CheckpointError, ConfigError
 from qbn.run_guard import RunDirError, config_diff, merged_overrides
 from qbn.rundir import update_summary
@@ -230,6 +231,9 @@ def test_config_diff_names_what_differs_and_ignores_what_does_not_matter(cfg_fac
     a = cfg_factory(*tiny())
     b = cfg_factory(*tiny("scaling=none", "dataset.num_workers=3", "callbacks.progress=null", "name=other"))
     assert [k for k, _, _ in config_diff(a, b)] == ["scaling.name"]
+    older = OmegaConf.create(OmegaConf.to_container(a, resolve=False))
+    del older["channels_last"]  # saved before qbn had this option: still the same run
+    assert config_diff(older, a) == [] and [k for k, _, _ in config_diff(a, older)] == ["channels_last"]
     assert merged_overrides(["model=resnet32", "seed=1"], ["seed=2", "resume=x", "trainer.max_epochs=9"]) == [
         "model=resnet32", "seed=2", "trainer.max_epochs=9"]
 

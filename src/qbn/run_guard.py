@@ -34,7 +34,7 @@ RUN_OUTPUTS = (".hydra", "checkpoints", "signs", "figures", "wandb", SUMMARY, "m
                "signs.json", "kernels.json", "report.md", "error.txt", "model.qbn")
 # Settings that do not change what a run computes: they may differ when a run directory is met again.
 NOT_RESULTS = ("resume", "overwrite", "name", "run", "sweep", "paths", "report", "test_after_fit", "logger",
-               "callbacks.progress", "dataset.num_workers", "dataset.data_dir", "trainer.enable_model_summary",
+               "callbacks.progress", "callbacks.model_summary", "dataset.num_workers", "dataset.data_dir", "trainer.enable_model_summary",
                "trainer.enable_progress_bar", "trainer.accelerator", "trainer.devices")
 # ... and what training on (resume=, or an interrupted job run again) may change besides.
 TRAIN_ON = ("trainer.max_epochs",)
@@ -64,11 +64,12 @@ def task_config(cfg: DictConfig) -> DictConfig:
 
 def config_diff(saved: DictConfig, new: DictConfig, allowed: tuple[str, ...] = NOT_RESULTS) -> list[tuple[str, object, object]]:
     """(key, saved value, new value) for each setting that differs, unresolved (interpolations
-    such as ${seed} compare as written), except keys under `allowed`."""
+    such as ${seed} compare as written), except keys under `allowed` and keys the saved config does
+    not have (options a later qbn added: a run saved before them is still the same run)."""
     a, b = flatten(task_config(saved)), flatten(task_config(new))
     missing = "(unset)"
-    return [(k, a.get(k, missing), b.get(k, missing)) for k in sorted(set(a) | set(b))
-            if not _ignored(k, allowed) and a.get(k, missing) != b.get(k, missing)]
+    return [(k, a[k], b.get(k, missing)) for k in sorted(a)
+            if not _ignored(k, allowed) and a[k] != b.get(k, missing)]
 
 
 def describe_diff(diff: list, limit: int = 4) -> str:
