@@ -27,6 +27,12 @@ def seed() -> bytes:
     return seed_file()
 
 
+@pytest.fixture(scope="module")
+def seeds(seed) -> dict[str, bytes]:
+    """The corpus's seed files by name: packed (default), entropy, v1."""
+    return {"packed": seed, "entropy": seed_file("entropy"), "v1": seed_file("v1")}
+
+
 def _expect(buf: bytes, message: str) -> None:
     with pytest.raises(PackedFileError, match=message):
         load_bytes(buf)
@@ -36,7 +42,7 @@ def _edit(buf: bytes, fn) -> bytes:
     header, data = split_file(buf)
     header = copy.deepcopy(header)
     out = fn(header, data)
-    return reassemble(header, data if out is None else out)
+    return reassemble(header, data if out is None else out, buf)
 
 
 def test_seed_file_loads(seed):
@@ -55,7 +61,7 @@ def test_truncated(seed):
 
 def test_truncated_with_checksum_fixed(seed):
     header, data = split_file(seed)
-    _expect(reassemble(header, data[:-100]), "offset past the end")
+    _expect(reassemble(header, data[:-100], seed), "offset past the end")
 
 
 def test_bad_checksum(seed):
@@ -79,10 +85,17 @@ def test_offset_past_end(seed):
 
 
 def test_index_beyond_codebook(seed):
-    def f(h, d):  # a codebook of 5 entries: 3-bit indices can reach 5..7
-        e = h["layers"]["layer1.0.conv1"]
-        e["codebook"]["shape"] = [5]
-        e["codebook"]["nbytes"] = 6
+    """A well-coded codebook of 5 ids: its 3-bit indices can still say 5..7."""
+    import numpy as np
+
+    from qbn.export import coding
+
+    def f(h, d):
+        words = coding.encode([np.array([0, 7, 56, 448, 511])], [])
+        h["coded"]["codebooks"] = [5]
+        h["coded"]["payload"] = {"dtype": "uint32", "shape": [len(words)], "offset": len(d), "nbytes": 4 * len(words)}
+        idx = h["layers"]["layer1.0.conv1"]["indices"]
+        return d[:idx["offset"]] + b"\xff" * idx["nbytes"] + d[idx["offset"] + idx["nbytes"]:] + words.tobytes()
     _expect(_edit(seed, f), "index >= codebook size")
 
 
@@ -126,18 +139,15 @@ def test_missing_tensor(seed):
     _expect(_edit(seed, f), "lacks 1 tensors")
 
 
-def test_corrupt_entropy_payload():
-    from qbn.export import export_module
-    from qbn.testing.export import make_module, skew_kernels
-    module, cfg = make_module("model=resnet20")
-    skew_kernels(module)
-    buf = export_module(module, cfg, fmt="entropy")
-    header, data = split_file(buf)
-    name = next(n for n, e in header["layers"].items() if e["storage"] == "entropy")
-    sec = header["layers"][name]["entropy"]["payload"]
-    data = bytearray(data)
-    data[sec["offset"] + 8] ^= 0xFF
-    _expect(reassemble(header, bytes(data)), "corrupt")
+def test_corrupt_entropy_payload(seeds):
+    for name, where in (("entropy", ("coded", "payload")), ("v1", ("layers", "layer2.0.conv1", "entropy", "payload"))):
+        header, data = split_file(seeds[name])
+        sec = header
+        for key in where:
+            sec = sec[key]
+        data = bytearray(data)
+        data[sec["offset"] + 8] ^= 0xFF
+        _expect(reassemble(header, bytes(data), seeds[name]), "corrupt")
 
 
 def _with_header_bytes(seed: bytes, hbytes: bytes) -> bytes:
@@ -188,9 +198,9 @@ def apply_case(seed: bytes, case: dict) -> bytes:
     for offset, value in case.get("data", []):
         data[offset % len(data)] = value
     if case.get("verbatim"):
-        buf = bytearray(assemble_verbatim(header, bytes(data)))
+        buf = bytearray(assemble_verbatim(header, bytes(data), seed))
     else:
-        buf = bytearray(reassemble(header, bytes(data)) if case.get("fix_checksum", True) else seed)
+        buf = bytearray(reassemble(header, bytes(data), seed) if case.get("fix_checksum", True) else seed)
     for offset, value in case.get("raw", []):
         buf[offset % len(buf)] = value
     if case.get("truncate") is not None:
@@ -208,9 +218,9 @@ def check_loads_or_refuses(buf: bytes) -> None:
 
 
 @pytest.mark.parametrize("path", sorted(CORPUS.glob("*.json")), ids=lambda p: p.stem)
-def test_corpus(seed, path):
+def test_corpus(seeds, path):
     case = json.loads(path.read_text())
-    buf = apply_case(seed, case)
+    buf = apply_case(seeds[case.get("seed", "packed")], case)
     if case.get("expect"):
         _expect(buf, case["expect"])
     else:
@@ -276,6 +286,19 @@ def test_fuzz_raw(seed, data):
     _fuzz_raw(seed, data)
 
 
+@FEW
+@given(data=st.data())
+def test_fuzz_header_coded_and_v1(seeds, data):
+    """Header values of the entropy seed (coded streams, priors, codebook sizes) and the v1 seed."""
+    _fuzz_header(seeds[data.draw(st.sampled_from(("entropy", "v1")))], data)
+
+
+@FEW
+@given(data=st.data())
+def test_fuzz_data_coded_and_v1(seeds, data):
+    _fuzz_data(seeds[data.draw(st.sampled_from(("entropy", "v1")))], data)
+
+
 @pytest.mark.slow
 @LONG
 @given(data=st.data())
@@ -288,6 +311,14 @@ def test_fuzz_header_long(seed, data):
 @given(data=st.data())
 def test_fuzz_data_long(seed, data):
     _fuzz_data(seed, data)
+
+
+@pytest.mark.slow
+@LONG
+@given(data=st.data())
+def test_fuzz_coded_long(seeds, data):
+    name = data.draw(st.sampled_from(("entropy", "v1")))
+    (_fuzz_header if data.draw(st.booleans()) else _fuzz_data)(seeds[name], data)
 
 
 def test_huge_int_literal_and_bad_fold(seed):

@@ -211,3 +211,48 @@ def test_mapping_when_own_pattern_is_a_codeword():
     flipped = mine ^ (1 << 4)
     assert map_to_codebook(w2[:1, :1], torch.tensor([flipped, mine])).item() == 0
     assert map_to_codebook(w2[:1, :1], torch.tensor([mine, flipped])).item() == 0
+
+
+def test_flipped_share_against_a_direct_loop():
+    from qbn.kernels import flipped_share, map_to_codebook
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(4, 3, 3, 3, generator=g)
+    book = torch.tensor([0, 511, 7])
+    idx = map_to_codebook(w, book)
+    flipped = total = 0.0
+    for o in range(4):
+        for i in range(3):
+            code = ids_to_kernels(book[idx[o, i]])
+            for a in range(3):
+                for b in range(3):
+                    v = float(w[o, i, a, b])
+                    total += abs(v)
+                    if (v >= 0) != (float(code[a, b]) > 0):
+                        flipped += abs(v)
+    assert flipped_share(w, book) == pytest.approx(flipped / total)
+    assert flipped_share(w, kernel_ids(w >= 0).unique()) == 0.0   # every kernel its own codeword
+
+
+def test_distortion_allocation_fits_the_budget_and_matches_brute_force():
+    from qbn.kernels import choose_bits_by_distortion, layer_bits
+
+    # three layers: a small one whose distortion falls fast with n, two larger flatter ones
+    kernels = {"a": 64, "b": 512, "c": 1024}
+    curves = {"a": {n: 0.5 * 2.0 ** -n for n in range(1, 10)},
+              "b": {n: 0.2 * (9 - n) / 8 for n in range(1, 10)},
+              "c": {n: 0.1 * (9 - n) / 8 for n in range(1, 10)}}
+    for c in curves.values():
+        c[9] = 0.0
+    weights = 9 * sum(kernels.values())
+    for budget in (0.3, 0.45, 0.6, 0.8):
+        chosen = choose_bits_by_distortion(curves, kernels, budget)
+        bits = sum(layer_bits(kernels[k], n) for k, n in chosen.items())
+        assert bits <= budget * weights + 1e-9
+        best = min(sum(curves[k][n] for k, n in zip(kernels, ns, strict=True))
+                   for ns in itertools.product(range(1, 10), repeat=3)
+                   if sum(layer_bits(kernels[k], n) for k, n in zip(kernels, ns, strict=True)) <= budget * weights)
+        # Lagrangian + greedy fill: optimal up to the last hull step (here within 2 % of the optimum)
+        assert sum(curves[k][n] for k, n in chosen.items()) <= best * 1.02 + 1e-12
+    with pytest.raises(CodebookError, match="smallest codebooks allow at least"):
+        choose_bits_by_distortion(curves, kernels, 0.05)

@@ -1,7 +1,7 @@
 """`python -m qbn.export`: write a packed model file, or evaluate one.
 
     python -m qbn.export RUN_DIR_OR_CKPT [--out FILE] [--format packed|entropy]
-                         [--alpha-dtype fp16|fp32] [--fp-dtype fp16|fp32] [--fold-bn]
+                         [--alpha-dtype fp16|fp32] [--fp-dtype fp16|fp32] [--fold]
     python -m qbn.export --eval FILE dataset=fashion_mnist [dataset.test_subset=2000 ...]
 """
 
@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", default="packed", choices=("packed", "entropy"))
     parser.add_argument("--alpha-dtype", default="fp32", choices=("fp16", "fp32"))
     parser.add_argument("--fp-dtype", default="fp32", choices=("fp16", "fp32"))
-    parser.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into alpha and a bias")
+    parser.add_argument("--fold", "--fold-bn", dest="fold_bn", action="store_true",
+                        help="store alpha and the following BatchNorm as one per-channel scale and shift "
+                             "(smaller; predictions equal up to float rounding, not bit for bit)")
     parser.add_argument("--eval", action="store_true", help="print the test accuracy of the packed file SOURCE")
     args = parser.parse_args(argv)
     try:

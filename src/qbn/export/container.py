@@ -1,7 +1,7 @@
 """The byte container of a packed model file: prefix, JSON header, data sections (docs/format.md).
 
     offset 0   8 bytes   magic b"\\x89QBN\\r\\n\\x1a\\n"
-    offset 8   u32 LE    format version (1)
+    offset 8   u32 LE    format version (2; version 1 files still load)
     offset 12  u32 LE    header length H in bytes
     offset 16  32 bytes  SHA-256 of header bytes + data bytes
     offset 48  H bytes   header: UTF-8 JSON, zlib-compressed (RFC 1950), at most 4 MiB either way
@@ -26,7 +26,8 @@ from ..binary.packing import pack_bits, unpack_bits
 from ..errors import QbnError
 
 MAGIC = b"\x89QBN\r\n\x1a\n"
-VERSION = 1
+VERSION = 2  # written; READABLE versions load
+READABLE = (1, 2)
 PREFIX = struct.Struct("<8sII32s")  # magic, version, header length, sha256
 PREFIX_BYTES = PREFIX.size  # 48
 MAX_HEADER_BYTES = 4 << 20  # a resnet50 header is ~100 kB; anything far larger is not ours
@@ -117,12 +118,12 @@ class SectionWriter:
         return self.add(dtype, [arr.size], arr.tobytes())
 
 
-def assemble(header: dict, data: bytes) -> bytes:
-    """The file's bytes: prefix with checksum, header, data."""
+def assemble(header: dict, data: bytes, version: int = VERSION) -> bytes:
+    """The file's bytes: prefix with checksum, header, data (`version`: for tests that edit old files)."""
     header = dict(header, data_bytes=len(data))
     hbytes = zlib.compress(json.dumps(header, separators=(",", ":"), sort_keys=False).encode(), 9)
     digest = hashlib.sha256(hbytes + data).digest()
-    return PREFIX.pack(MAGIC, VERSION, len(hbytes), digest) + hbytes + bytes(data)
+    return PREFIX.pack(MAGIC, version, len(hbytes), digest) + hbytes + bytes(data)
 
 
 def split(buf: bytes, verify_checksum: bool = True) -> tuple[dict, memoryview]:
@@ -132,8 +133,8 @@ def split(buf: bytes, verify_checksum: bool = True) -> tuple[dict, memoryview]:
     magic, version, hlen, digest = PREFIX.unpack_from(buf, 0)
     if magic != MAGIC:
         raise PackedFileError("wrong magic: not a qbn packed model file (expected it to start with \\x89QBN)")
-    if version != VERSION:
-        raise PackedFileError(f"unsupported format version {version}: this qbn reads version {VERSION}")
+    if version not in READABLE:
+        raise PackedFileError(f"unsupported format version {version}: this qbn reads versions {', '.join(map(str, READABLE))}")
     if hlen > MAX_HEADER_BYTES:
         raise PackedFileError(f"header too large: {hlen} bytes (limit {MAX_HEADER_BYTES})")
     if PREFIX_BYTES + hlen > len(buf):

@@ -1,4 +1,5 @@
-"""Lossless per-layer entropy coding of kernel symbols with constriction's rANS coder.
+"""Format version 1's per-layer entropy coding (decoding only: version-2 files use
+qbn.export.adaptive and codebook_coder; version-1 files still load bit for bit).
 
 Symbols are a layer's kernel ids (0..511, BWN) or codebook indices (0..2^n - 1, QBN). The
 model is the layer's own empirical histogram, stored in the file as a *model table*:
@@ -15,8 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..binary.packing import pack_bits, unpack_bits
-from ..kernels.stats import entropy, histogram
+from ..binary.packing import unpack_bits
 from .container import PackedFileError
 
 MAX_GAMMA_BITS = 31
@@ -27,23 +27,6 @@ def _categorical(counts: np.ndarray):
 
     p = counts.astype(np.float64) / float(counts.sum())
     return constriction.stream.model.Categorical(p, perfect=False)
-
-
-def _gamma_bits(counts: np.ndarray) -> list[int]:
-    bits: list[int] = []
-    for c in counts.tolist():
-        width = int(c).bit_length()
-        bits += [0] * (width - 1) + [(c >> (width - 1 - i)) & 1 for i in range(width)]
-    return bits
-
-
-def encode_table(counts: np.ndarray) -> bytes:
-    """Presence bitmap (pack_bits order) + Elias-gamma counts of the present symbols, bit-packed."""
-    present = counts > 0
-    bitmap = pack_bits(torch.from_numpy(present)).numpy().tobytes()
-    gamma = _gamma_bits(counts[present])
-    stream = pack_bits(torch.tensor(gamma, dtype=torch.bool)).numpy().tobytes() if gamma else b""
-    return bitmap + stream
 
 
 def decode_table(table: bytes, alphabet: int, total: int) -> np.ndarray:
@@ -73,23 +56,8 @@ def decode_table(table: bytes, alphabet: int, total: int) -> np.ndarray:
     return counts
 
 
-def encode(symbols: torch.Tensor, alphabet: int) -> tuple[bytes, np.ndarray]:
-    """(model table, compressed uint32 words) for a flat tensor of symbols < alphabet."""
-    import constriction
-
-    s = symbols.reshape(-1).cpu().numpy().astype(np.int64)
-    counts = np.bincount(s, minlength=alphabet)
-    present = np.flatnonzero(counts)
-    rank = np.zeros(alphabet, dtype=np.int32)
-    rank[present] = np.arange(len(present), dtype=np.int32)
-    coder = constriction.stream.stack.AnsCoder()
-    if len(present) > 1:
-        coder.encode_reverse(rank[s], _categorical(counts[present]))
-    return encode_table(counts), coder.get_compressed()
-
-
 def decode(table: bytes, words: np.ndarray, alphabet: int, total: int) -> torch.Tensor:
-    """The flat int64 symbols of a layer; the decoded histogram must equal the table's."""
+    """The flat int64 symbols of a version-1 layer; the decoded histogram must equal the table's."""
     import constriction
 
     counts = decode_table(table, alphabet, total)
@@ -108,8 +76,3 @@ def decode(table: bytes, words: np.ndarray, alphabet: int, total: int) -> torch.
     if not np.array_equal(np.bincount(out, minlength=alphabet), counts):
         raise PackedFileError("entropy-coded payload is corrupt: decoded kernels disagree with the layer's model table")
     return torch.from_numpy(out)
-
-
-def empirical_entropy(symbols: torch.Tensor, alphabet: int) -> float:
-    """H = -sum p log2 p of the symbols' histogram, bits per symbol."""
-    return entropy(histogram(symbols, alphabet))

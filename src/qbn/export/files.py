@@ -71,9 +71,9 @@ def export_with_report(source: str | Path, out: str | Path | None = None, fmt: s
 def report_bytes(buf: bytes) -> dict:
     """size_report of a file's bytes, after the loader's full validation (so a bad file is a
     PackedFileError here too, and a freshly written file is proven loadable)."""
-    header = load_bytes(buf).header  # the loader checked the prefix, header and every section
+    model = load_bytes(buf)  # the loader checked the prefix, header and every section, and decoded them
     header_len = PREFIX.unpack_from(buf)[2]
-    return size_report(header, header_len, len(buf))
+    return size_report(model.header, header_len, len(buf), model.coding)
 
 
 def is_packed_file(path: str | Path) -> bool:

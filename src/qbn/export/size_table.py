@@ -38,23 +38,29 @@ def render(report: dict, title: str) -> None:
     """Print the table and totals with rich."""
     table = Table(title=title, show_lines=False)
     for col, justify in (("layer", "left"), ("kind", "left"), ("shape", "left"), ("params", "right"),
-                         ("bits/weight", "right"), ("bytes", "right")):
+                         ("bits/weight", "right"), ("H", "right"), ("bytes", "right")):
         table.add_column(col, justify=justify)
     for r in report["rows"]:
         shape = "x".join(str(s) for s in r["shape"]) if r["shape"] else "-"
-        table.add_row(r["layer"], r["kind"], shape, f"{r['params']:,}", f"{r['bits_per_weight']:.3f}", f"{r['bytes']:,}")
+        h = "" if r.get("entropy") is None else f"{r['entropy']:.3f}"
+        table.add_row(r["layer"], r["kind"], shape, f"{r['params']:,}", f"{r['bits_per_weight']:.3f}", h, f"{round(r['bytes']):,}")
     t = report["totals"]
     table.add_section()
-    table.add_row("total", t["format"] or "", "", f"{t['params']:,}", "", f"{t['computed_file_bytes']:,}")
+    table.add_row("total", t["format"] or "", "", f"{t['params']:,}", "", "", f"{t['computed_file_bytes']:,}")
     console = Console()
     console.print(table)
     bpw = t["bits_per_binarized_weight"]
     lines = [f"binarized weights: {t['binarized_weights']:,}"
              + (f"; bits per binarized weight {bpw:.4f} (with scales {t['bits_per_binarized_weight_with_scales']:.4f})"
-                if bpw is not None else ""),
-             f"computed size: {t['computed_file_bytes']:,} bytes = data {t['data_bytes']:,} + prefix and header "
-             f"{t['header_bytes']:,}; measured file size: {t['file_bytes']:,} bytes",
-             f"fp32 equivalent: {t['fp32_bytes']:,} bytes; compression ratio {t['compression']:.2f}x"]
+                if bpw is not None else "")]
+    if any(r.get("entropy") is not None for r in report["rows"]):
+        lines.append("H: empirical entropy of a 3x3 layer's stored symbols in bits per kernel (kernel ids; QBN: index entropy)")
+    if bpw is not None:
+        lines.append(f"whole file: {t['file_bits_per_binarized_weight']:.4f} bits per binarized weight, of which")
+        lines += [f"  {k:<15} {v:.4f}" for k, v in t["split_bits_per_binarized_weight"].items()]
+    lines += [f"computed size: {t['computed_file_bytes']:,} bytes = data {t['data_bytes']:,} + prefix and header "
+              f"{t['header_bytes']:,}; measured file size: {t['file_bytes']:,} bytes",
+              f"fp32 equivalent: {t['fp32_bytes']:,} bytes; compression ratio {t['compression']:.2f}x"]
     if t.get("checkpoint_bytes"):
         lines.append(f"checkpoint file: {t['checkpoint_bytes']:,} bytes ({t['checkpoint_bytes'] / t['file_bytes']:.1f}x the packed size)")
     for line in lines:
@@ -67,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", default="packed", choices=("packed", "entropy"), help="for a checkpoint")
     parser.add_argument("--alpha-dtype", default="fp32", choices=("fp16", "fp32"))
     parser.add_argument("--fp-dtype", default="fp32", choices=("fp16", "fp32"))
-    parser.add_argument("--fold-bn", action="store_true")
+    parser.add_argument("--fold", "--fold-bn", dest="fold_bn", action="store_true")
     args = parser.parse_args(argv)
     try:
         report = summarize(args.source, args.format, args.alpha_dtype, args.fp_dtype, args.fold_bn)

@@ -12,8 +12,8 @@ from .. import __version__
 from ..binary import binary_layers
 from ..config import to_plain
 from ..errors import QbnError
-from ..kernels import ids_to_kernels, is_kernel_tensor, kernel_ids
-from . import entropy
+from ..kernels import NUM_IDS, ids_to_kernels, is_kernel_tensor, kernel_ids
+from . import adaptive, coding
 from .container import SectionWriter, assemble, index_bits
 from .fold import bn_scale_shift, conv_bn_pairs
 from .loader import build_backbone, effective_weight
@@ -76,8 +76,10 @@ def pack_module(module: nn.Module, spec: dict, fmt: str = "packed", alpha_dtype:
     if fold_bn:
         folded = conv_bn_pairs(build_backbone(spec, device="meta"))
     out = SectionWriter()
-    codebooks: dict[bytes, dict] = {}
+    books: dict[bytes, int] = {}   # sorted codebook ids -> its number (a shared codebook is stored once)
     header_layers: dict[str, dict] = {}
+    stored: dict[str, tuple] = {}  # layer -> (form, alpha, bias) as stored
+    symbols: dict[str, tuple[np.ndarray, int]] = {}  # 3x3 layer -> (kernel symbols, alphabet)
     for name, layer in layers.items():
         form = _layer_form(name, layer)
         entry: dict[str, Any] = {"module": "conv2d" if isinstance(layer, nn.Conv2d) else "linear",
@@ -88,17 +90,37 @@ def pack_module(module: nn.Module, spec: dict, fmt: str = "packed", alpha_dtype:
             alpha = (alpha.double() if alpha is not None else torch.ones_like(s)) * s
             bias = t + (s * bias if bias is not None else 0)
         if "codebook" in form:
-            book = form["codebook"]
-            key = book.numpy().tobytes()
-            if key not in codebooks:  # a shared codebook is stored once
-                codebooks[key] = out.uint(book, 9)
-            entry["codebook"] = codebooks[key]
-        _store_weights(entry, form, out, fmt)
+            book, positions = sorted_codebook(form["codebook"], form["indices"])
+            entry["codebook"] = books.setdefault(book.tobytes(), len(books))
+            entry["storage"] = "codebook"
+            symbols[name] = (positions, len(book))
+        elif is_kernel_tensor(form["signs"]):
+            entry["storage"] = "signs"
+            symbols[name] = (kernel_ids(form["signs"]).numpy().reshape(-1), NUM_IDS)
+        else:
+            entry["storage"] = "signs"
+        stored[name] = (form, alpha, bias)
+        header_layers[name] = entry
+
+    streams = _streams(header_layers, symbols) if fmt == "entropy" else []
+    coded = {name for stream in streams for name in stream["layers"]}
+    for name, entry in header_layers.items():
+        form, alpha, bias = stored[name]
+        if name in coded:
+            entry["storage"] = "entropy"
+        elif entry["storage"] == "codebook":
+            positions, k = symbols[name]
+            entry["indices"] = out.uint(torch.from_numpy(positions).view(entry["shape"][:2]), index_bits(k))
+        else:
+            entry["signs"] = out.bits(form["signs"])
         if alpha is not None:
             entry["alpha"] = out.tensor(alpha.float(), alpha_dt)
         if bias is not None:
             entry["bias"] = out.tensor(bias.float(), fp_dt)
-        header_layers[name] = entry
+    book_list = [np.frombuffer(key, dtype=np.int64) for key in books]
+    payload = coding.encode(book_list, [(np.concatenate([symbols[n][0] for n in st["layers"]]), st["alphabet"],
+                                         tuple(st["prior"])) for st in streams])
+    coded_header = {"payload": out.raw(payload, "uint32"), "codebooks": [len(b) for b in book_list], "streams": streams}
 
     tensors: dict[str, dict] = {}
     for key in ("mean", "std"):
@@ -129,34 +151,38 @@ def pack_module(module: nn.Module, spec: dict, fmt: str = "packed", alpha_dtype:
     header = {
         "format": "qbn-packed", "producer": f"qbn {__version__}",
         "model": spec, "options": {"format": fmt, "alpha_dtype": alpha_dt, "fp_dtype": fp_dt, "fold_bn": bool(fold_bn)},
-        "folded": folded, "layers": header_layers, "tensors": tensors, "source": source or {},
+        "folded": folded, "layers": header_layers, "coded": coded_header, "tensors": tensors, "source": source or {},
         "order": ["normalize"] + [n for n, _ in net.named_modules() if n],  # for reports: definition order
     }
     return assemble(header, bytes(out.data))
 
 
-def _store_weights(entry: dict, form: dict, out: SectionWriter, fmt: str) -> None:
-    """Signs (1 bit each) or indices (n bits each); in the entropy format, 3x3 layers' kernel ids
-    (or indices) rANS-coded when table + payload is smaller than the packed form."""
-    qbn = "codebook" in form
-    if qbn:
-        k = int(form["codebook"].numel())
-        symbols, alphabet, bits = form["indices"], k, index_bits(k)
-        packed_bytes = (symbols.numel() * bits + 7) // 8
-    else:
-        symbols, alphabet = (kernel_ids(form["signs"]), 512) if is_kernel_tensor(form["signs"]) else (None, 0)
-        packed_bytes = (form["signs"].numel() + 7) // 8
-    if fmt == "entropy" and symbols is not None:
-        table, words = entropy.encode(symbols, alphabet)
-        if len(table) + words.nbytes < packed_bytes:
-            entry["storage"] = "entropy"
-            entry["entropy"] = {"symbols": "codebook_indices" if qbn else "kernel_ids", "alphabet": alphabet,
-                                "table": out.raw(np.frombuffer(table, dtype=np.uint8), "uint8"),
-                                "payload": out.raw(words, "uint32")}
-            return
-    if qbn:
-        entry["storage"] = "codebook"
-        entry["indices"] = out.uint(form["indices"], index_bits(int(form["codebook"].numel())))
-    else:
-        entry["storage"] = "signs"
-        entry["signs"] = out.bits(form["signs"])
+def sorted_codebook(book: torch.Tensor, indices: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """A codebook as the sorted set of its ids, and each kernel's position in that set (the same
+    kernel as book[indices]; the file stores sets, whose order costs no bits)."""
+    ids = book.numpy().astype(np.int64)
+    order = np.sort(ids)
+    position = np.empty(NUM_IDS, dtype=np.int64)
+    position[order] = np.arange(len(order))
+    return order, position[ids[indices.numpy().reshape(-1)]]
+
+
+def _streams(entries: dict[str, dict], symbols: dict[str, tuple[np.ndarray, int]]) -> list[dict]:
+    """The entropy format's streams: every BWN 3x3 layer's kernel ids in one stream (one model
+    for the whole network: no per-layer table to pay for), each QBN layer's codebook positions in
+    its own. A stream is kept only when its closed-form cost (plus 64 bits of coder flush) is
+    below the packed storage of its layers, so the entropy format is never larger."""
+    groups = [[n for n, e in entries.items() if n in symbols and "codebook" not in e]]
+    groups += [[n] for n, e in entries.items() if "codebook" in e]
+    streams = []
+    for names in groups:
+        if not names:
+            continue
+        s = np.concatenate([symbols[n][0] for n in names])
+        alphabet = symbols[names[0]][1]
+        counts = np.bincount(s, minlength=alphabet)
+        prior = adaptive.best_prior(counts)
+        packed = sum(len(symbols[n][0]) * (9 if alphabet == NUM_IDS else index_bits(alphabet)) for n in names)
+        if adaptive.dirichlet_bits(counts, prior) + 64 < packed:
+            streams.append({"layers": names, "alphabet": alphabet, "prior": list(prior)})
+    return streams

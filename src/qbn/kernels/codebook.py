@@ -88,3 +88,56 @@ def choose_bits_for_budget(histograms: dict[str, torch.Tensor], budget: float, o
         total -= cost[k][chosen[k]] - cost[k][n]
         chosen[k] = n
     return chosen
+
+
+def flipped_share(weight: torch.Tensor, codebook: torch.Tensor) -> float:
+    """Share of a layer's latent |w| mass whose sign the mapping to `codebook` flips:
+    sum_kernels sum_{j: c*_j != sign(w_j)} |w_j| / sum |w| (0 when every kernel is a codeword)."""
+    w = weight.detach().reshape(-1, 9).double()
+    c = quantized_kernels(weight.detach(), codebook).reshape(-1, 9).double()
+    flipped = (w.abs() * (c * torch.where(w >= 0, 1.0, -1.0) < 0)).sum()
+    return float(flipped / w.abs().sum().clamp(min=1e-30))
+
+
+def distortion_curve(weight: torch.Tensor, hist: torch.Tensor) -> dict[int, float]:
+    """flipped_share for each n = 1..9 (codebook: the 2^n most frequent ids of `hist`; 9 = none)."""
+    return {n: (flipped_share(weight, select_codebook(hist, n)) if n < MAX_BITS else 0.0) for n in range(MIN_BITS, MAX_BITS + 1)}
+
+
+def choose_bits_by_distortion(curves: dict[str, dict[int, float]], kernels: dict[str, int], budget: float,
+                              other_binary_weights: int = 0) -> dict[str, int]:
+    """n per layer minimising the sum over layers of the flipped |w| share (each layer's relative
+    weight error; BatchNorm after each conv makes a layer's scale irrelevant) with bits per
+    binarized weight <= budget, rate-distortion style: a Lagrangian sweep (each layer takes
+    argmin_n D_l(n) + lambda R_l(n), lambda bisected to the smallest that fits) then the bits
+    left over spent greedily on the upgrades that remove the most distortion per bit."""
+    weights = 9 * sum(kernels.values()) + other_binary_weights
+    cost = {k: {n: layer_bits(kernels[k], n) for n in range(MIN_BITS, MAX_BITS + 1)} for k in kernels}
+    floor = (sum(min(c.values()) for c in cost.values()) + other_binary_weights) / max(weights, 1)
+    if not budget > 0 or budget + 1e-12 < floor:
+        raise CodebookError(f"qbn.budget={budget}: the smallest codebooks allow at least {floor:.4f} bits per "
+                            f"binarized weight for this model; ask for a budget >= {floor:.4f} (1.0 = the BWN)")
+    limit = budget * weights - other_binary_weights + 1e-9
+
+    def pick(lam: float) -> dict[str, int]:
+        return {k: min(cost[k], key=lambda n: (curves[k][n] + lam * cost[k][n], cost[k][n])) for k in kernels}
+
+    def total(chosen: dict[str, int]) -> int:
+        return sum(cost[k][n] for k, n in chosen.items())
+
+    lo, hi = 0.0, 1.0
+    while total(pick(hi)) > limit:
+        hi *= 2
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if total(pick(mid)) > limit else (lo, mid)
+    chosen = pick(hi)
+    while True:   # spend what the hull step left: the best affordable upgrade per bit, one at a time
+        spare = limit - total(chosen)
+        moves = [((curves[k][chosen[k]] - curves[k][n]) / (cost[k][n] - cost[k][chosen[k]]), k, n)
+                 for k in kernels for n in range(chosen[k] + 1, MAX_BITS + 1)
+                 if 0 < cost[k][n] - cost[k][chosen[k]] <= spare and curves[k][n] < curves[k][chosen[k]]]
+        if not moves:
+            return chosen
+        _, k, n = max(moves)
+        chosen[k] = n

@@ -15,12 +15,15 @@ from .codebook import (
     CodebookError,
     bits_accounting,
     check_bits,
+    choose_bits_by_distortion,
     choose_bits_for_budget,
+    distortion_curve,
     select_codebook,
 )
 from .stats import histogram, is_kernel_tensor, kernel_ids, overall_histogram
 
 CODEBOOK_MODES = ("per_layer", "shared")
+ALLOCATIONS = ("distortion", "coverage")
 ORDERS = ("deepest_first", "shallowest_first")
 
 
@@ -30,6 +33,7 @@ class QBNSettings:
 
     bits: int | None = None
     budget: float | None = None
+    allocation: str = "distortion"
     codebook: str = "per_layer"
     layers: list[str] | None = None
     from_ckpt: str | None = None
@@ -64,6 +68,8 @@ class QBNSettings:
                                 "e.g. qbn.from_ckpt=outputs/bwn/2026-11-26_01-00-00_000000")
         if self.codebook not in CODEBOOK_MODES:
             raise CodebookError(f"qbn.codebook={self.codebook!r}: choose per_layer or shared")
+        if self.allocation not in ALLOCATIONS:
+            raise CodebookError(f"qbn.allocation={self.allocation!r}: choose distortion or coverage")
         if self.budget is not None and self.codebook != "per_layer":
             raise CodebookError("qbn.budget chooses n per layer and needs qbn.codebook=per_layer")
         if self.progressive_order not in ORDERS:
@@ -95,11 +101,17 @@ def latent_histogram(layer: nn.Module) -> torch.Tensor:
 
 
 def plan_bits(settings: QBNSettings, net: nn.Module, layers: dict[str, nn.Module]) -> dict[str, int]:
-    """n per quantized layer: qbn.bits everywhere, or chosen greedily to meet qbn.budget."""
+    """n per quantized layer: qbn.bits everywhere, or chosen to meet qbn.budget: by distortion
+    (flipped |w| share against bits) or, with qbn.allocation=coverage, greedily by coverage."""
     if settings.bits is not None:
         return {k: settings.bits for k in layers}
     others = sum(m.weight.numel() for k, m in binary_layers(net).items() if k not in layers)
-    return choose_bits_for_budget({k: latent_histogram(m) for k, m in layers.items()}, float(settings.budget), others)
+    hists = {k: latent_histogram(m) for k, m in layers.items()}
+    if settings.allocation == "coverage":
+        return choose_bits_for_budget(hists, float(settings.budget), others)
+    curves = {k: distortion_curve(m.weight, hists[k]) for k, m in layers.items()}
+    kernels = {k: m.weight.shape[0] * m.weight.shape[1] for k, m in layers.items()}
+    return choose_bits_by_distortion(curves, kernels, float(settings.budget), others)
 
 
 @torch.no_grad()

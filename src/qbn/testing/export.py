@@ -16,7 +16,7 @@ import torch
 
 from qbn.binary import binary_layers
 from qbn.export import export_module
-from qbn.export.container import MAGIC, PREFIX, PREFIX_BYTES, VERSION, assemble
+from qbn.export.container import MAGIC, PREFIX, PREFIX_BYTES, assemble
 from qbn.kernels import ids_to_kernels, is_kernel_tensor
 from qbn.kernels.quantize import quantize
 from qbn.module import build_module
@@ -69,13 +69,22 @@ def skew_kernels(module, seed: int = 0, temperature: float = 0.6) -> None:
             w.copy_(ids_to_kernels(ids) * (torch.rand(w.shape, generator=g) + 0.05))
 
 
-def seed_file() -> bytes:
-    """The deterministic file the fuzz tests and tests/corpus/export mutate (resnet20, QBN n=3
-    on layer1.0.conv1 so the codebook path is in it too)."""
+FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures"   # the checkout's (src/qbn/testing/export.py)
+
+
+def seed_file(fmt: str = "packed") -> bytes:
+    """A deterministic file the fuzz tests and tests/corpus/export mutate: resnet20 with QBN n=3
+    on layer1.0.conv1 (so a coded codebook is in it); "entropy": skewed kernels in the entropy
+    format (coded streams: every BWN layer's kernel ids, the QBN layer's positions); "v1": the
+    version-1 fixture (tests/fixtures/model_v1.qbn: per-layer tables, uint9 codebooks)."""
+    if fmt == "v1":
+        return (FIXTURES / "model_v1.qbn").read_bytes()
     module, cfg = make_module("model=resnet20")
+    if fmt == "entropy":
+        skew_kernels(module)
     layers = binary_layers(module.net)
     quantize({"layer1.0.conv1": layers["layer1.0.conv1"]}, {"layer1.0.conv1": 3})
-    return export_module(module, cfg)
+    return export_module(module, cfg, fmt=fmt)
 
 
 def split_file(buf: bytes) -> tuple[dict, bytes]:
@@ -83,14 +92,15 @@ def split_file(buf: bytes) -> tuple[dict, bytes]:
     return json.loads(zlib.decompress(buf[PREFIX_BYTES:PREFIX_BYTES + hlen])), buf[PREFIX_BYTES + hlen:]
 
 
-def assemble_verbatim(header: dict, data: bytes) -> bytes:
+def assemble_verbatim(header: dict, data: bytes, like: bytes) -> bytes:
     """Like container.assemble but keeps the header's data_bytes as given (a lying header)."""
     hbytes = zlib.compress(json.dumps(header).encode())
-    return PREFIX.pack(MAGIC, VERSION, len(hbytes), hashlib.sha256(hbytes + data).digest()) + hbytes + data
+    return PREFIX.pack(MAGIC, struct.unpack_from("<I", like, 8)[0], len(hbytes), hashlib.sha256(hbytes + data).digest()) + hbytes + data
 
 
-def reassemble(header: dict, data: bytes) -> bytes:
-    """A file with a valid checksum around an edited header (so checks past the checksum run)."""
+def reassemble(header: dict, data: bytes, like: bytes | None = None) -> bytes:
+    """A file with a valid checksum around an edited header (so checks past the checksum run),
+    of the format version of the file `like` (default: the current version)."""
     header = dict(header)
     header.pop("data_bytes", None)
-    return assemble(header, data)
+    return assemble(header, data) if like is None else assemble(header, data, struct.unpack_from("<I", like, 8)[0])
