@@ -53,6 +53,7 @@ def test_export_eval_summary_in_process(run_dir, capsys):
     assert summary_main([str(path)]) == 0
     out = capsys.readouterr().out
     assert "bits/weight" in out and f"{path.stat().st_size:,}" in out and "compression ratio" in out
+    assert "whole file:" in out and "  codebooks       0.0000" in out and "  header" in out
     assert summary_main([str(run), "--format", "entropy"]) == 0
     assert "checkpoint file" in capsys.readouterr().out
 

@@ -63,7 +63,7 @@ def export_with_report(source: str | Path, out: str | Path | None = None, fmt: s
     buf = export_module(module, cfg, out, fmt, alpha_dtype, fp_dtype, fold_bn, info)
     report = report_bytes(buf)
     if run_dir is not None:
-        update_summary(run_dir, **{f"export/{k}": v for k, v in report["totals"].items() if v is not None},
+        update_summary(run_dir, **{f"export/{k}": v for k, v in report["totals"].items() if v is not None and not isinstance(v, dict)},
                        **{"export/file": str(out)})
     return out, report
 
