@@ -116,6 +116,8 @@ def decode_layer(name: str, entry: Any, data: memoryview, expected_shape: list[i
         raise PackedFileError(f"shape disagrees with the model: {what} is {shape} in the header, {expected_shape} in the model")
     storage = entry.get("storage")
     is3x3 = len(shape) == 4 and shape[2:] == [3, 3]
+    if coded is not None and name in coded["layer_symbols"] and storage != "entropy":
+        raise PackedFileError(f"bad header: {what} is in a coded stream but has storage {str(storage)[:40]!r}")
     out: dict[str, torch.Tensor] = {}
     if storage == "signs":
         bits = read_uint(entry.get("signs"), data, f"{what} signs", 1)
