@@ -190,7 +190,7 @@ def trained_report(run_dir: str) -> list[str]:
 def budget_table(run_dirs: list[str]) -> list[str]:
     """QBN fine-tuning runs side by side: how n was chosen, n per layer, bits, test accuracy."""
     print("\n### Bit budget vs one n for every layer (same BWN, same fine-tuning)\n")
-    print("| run | choice | n per 3x3 layer | bits/binarized weight (STUDY accounting) | test accuracy |")
+    print("| run | choice | n per 3x3 layer | bits/binarized weight (qbn.kernels accounting: 9 bits per codeword) | test accuracy |")
     print("|---|---|---|---|---|")
     for run in run_dirs:
         s = json.loads((Path(run) / "summary.json").read_text())
