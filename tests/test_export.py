@@ -323,3 +323,26 @@ def test_version1_file_still_loads_bit_exactly():
     with torch.no_grad():
         logits = model(torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(1)))
     torch.testing.assert_close(logits, torch.tensor(expected["logits"]), rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("fmt", ["packed", "entropy"])
+def test_whole_file_split_adds_up_and_index_entropy(fmt):
+    """The split covers every byte of the file; a QBN layer's H is the entropy of its indices."""
+    module, cfg = make_module("model=resnet20", "model.backbone.shortcut=B")
+    skew_kernels(module)
+    layers = quantizable_layers(module.net)
+    quantize({k: m for i, (k, m) in enumerate(layers.items()) if i % 2}, {k: 4 for i, k in enumerate(layers) if i % 2})
+    buf = export_module(module, cfg, fmt=fmt)
+    report = report_bytes(buf)
+    t = report["totals"]
+    assert sum(t["split_bits_per_binarized_weight"].values()) * t["binarized_weights"] == pytest.approx(8 * len(buf))
+    assert t["file_bits_per_binarized_weight"] * t["binarized_weights"] == pytest.approx(8 * len(buf))
+    rows = {r["layer"]: r for r in report["rows"]}
+    binary = sum(rows[n]["bits_per_weight"] * math.prod(rows[n]["shape"]) for n in binary_layers(module.net))
+    assert binary == pytest.approx(t["bits_per_binarized_weight"] * t["binarized_weights"])
+    for name, layer in layers.items():
+        symbols = layer.codebook_indices() if layer.codebook is not None else kernel_ids(layer.signs())
+        counts = np.bincount(symbols.reshape(-1).numpy())
+        p = counts[counts > 0] / counts.sum()
+        assert rows[name]["entropy"] == pytest.approx(float(-(p * np.log2(p)).sum()))
+    assert rows["layer2.0.shortcut.0"]["entropy"] is None   # 1x1: no kernels
