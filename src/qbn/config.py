@@ -16,9 +16,20 @@ def _first_set(value, default):
     return default if value in (None, "", "null") else value
 
 
+def _on_gpu(accelerator) -> bool:
+    """Whether Lightning's `accelerator` runs on GPUs (SyncBatchNorm, for one, only works there)."""
+    if str(accelerator) == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return str(accelerator) in ("gpu", "cuda")
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("qbn.run_dir"):
         OmegaConf.register_new_resolver("qbn.run_dir", _first_set)
+    if not OmegaConf.has_resolver("qbn.on_gpu"):
+        OmegaConf.register_new_resolver("qbn.on_gpu", _on_gpu)
 
 
 def to_plain(cfg: DictConfig | dict | None) -> dict:

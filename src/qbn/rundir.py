@@ -30,7 +30,7 @@ def write_json(path: str | Path, data: dict) -> None:
     """Write atomically (a reader never sees half a file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")  # two writers never share a temporary file
     tmp.write_text(json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
     os.replace(tmp, path)
 

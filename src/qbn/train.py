@@ -24,6 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from .binary import binary_param_count
 from .build import build_callbacks, build_datamodule, build_loggers, check_values, set_tf32
@@ -72,6 +73,9 @@ def train(cfg: DictConfig) -> dict:
     quiet_libraries()
     run_dir, hc = _run_dir(), HydraConfig.get()
     taken = False
+    # DDP's other ranks start (inside rank zero's fit) in a directory rank zero has taken: they
+    # train alongside it and write nothing there
+    writer = not rank_zero_only.rank
     try:
         check_values(cfg)
         datamodule = build_datamodule(cfg)  # reads only; fills in what the data decides (num_classes)
@@ -82,7 +86,7 @@ def train(cfg: DictConfig) -> dict:
                      decision.previous.get("test/acc"))
             return decision.previous
         protect = decision.action == "resume" or (decision.previous or {}).get("status") == "completed"
-        if not protect:  # a new or unfinished directory: take it now, so a failure is recorded there
+        if not protect and writer:  # a new or unfinished directory: take it now, so a failure is recorded there
             taken = _take(cfg, run_dir, None)
         start = time.time()
         set_tf32(bool(cfg.get("allow_tf32", False)))
@@ -98,13 +102,13 @@ def train(cfg: DictConfig) -> dict:
             log.info("resuming from %s (after epoch %d)", ckpt_path, resume_epoch + 1)
         elif cfg.get("qbn") and cfg.qbn.get("from_ckpt"):
             load_checkpoint(cfg.qbn.from_ckpt)  # a damaged file is refused before a protected directory is touched
-        if not taken:
+        if not taken and writer:
             taken = _take(cfg, run_dir, ckpt_path)
         return _fit(cfg, run_dir, datamodule, model, rewind, ckpt_path, resume_epoch, start)
     except BaseException as e:
         if taken:
             _record_failure(run_dir, e)
-        else:
+        elif writer:
             _forget_if_made(run_dir)
             note_refusal(hc, run_dir, e)
         raise
@@ -136,10 +140,11 @@ def _fit(cfg, run_dir, datamodule, model, rewind, ckpt_path, resume_epoch, start
         summary["overrides"] = list(HydraConfig.get().overrides.task)
     if rewind is not None:
         summary.update(rewind.summary())
-    if ckpt_path is None:  # a fresh start: nothing stale (an earlier attempt's error) may survive
-        write_json(run_dir / SUMMARY, summary)
-    else:
-        update_summary(run_dir, error=None, **summary)
+    if not rank_zero_only.rank:  # one writer: DDP's other ranks run this function too
+        if ckpt_path is None:  # a fresh start: nothing stale (an earlier attempt's error) may survive
+            write_json(run_dir / SUMMARY, summary)
+        else:
+            update_summary(run_dir, error=None, **summary)
 
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=rewind_callbacks(rewind) + build_callbacks(cfg),
@@ -228,7 +233,10 @@ def main(cfg: DictConfig) -> float | None:
     acc = summary.get("test/acc")
     if acc is not None:
         log.info("test accuracy %.2f %% (%s)", 100 * acc, _run_dir())
-    return acc
+    metric = cfg.get("optimized_metric") or "test/acc"  # what a sweeper (hparams_search=optuna) maximises
+    if summary.get(metric) is None:
+        log.error("optimized_metric=%s: the run's summary.json has no such value", metric)
+    return summary.get(metric)
 
 
 if __name__ == "__main__":

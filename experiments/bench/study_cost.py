@@ -1,0 +1,81 @@
+"""Measurement (not a test): what a study scale costs, from real qbn.train runs at that scale.
+
+    .venv/bin/python experiments/bench/study_cost.py [--scale cpu] [--out /tmp/study_cost]
+
+Runs three real, single-threaded (OMP_NUM_THREADS=1) qbn.train processes with the scale's
+settings: 1 epoch, 2 epochs, and a 1-epoch QBN fine-tuning of the 2-epoch run followed by
+packing and evaluating the file (what a qbn-stage run does). It reads each process's CPU time
+(user + system, from the operating system), not its wall time, so other people's load on a
+shared machine barely changes the figures: per epoch = cpu(2 epochs) - cpu(1 epoch), per run
+(start, test, analysis) = cpu(1 epoch) - per epoch. Then it sums the scale's plan (every run's
+epochs) and prints the predicted wall time with `jobs` single-threaded runs side by side on as
+many idle cores. The load average is printed beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+from qbn.config import CONFIG_DIR
+from qbn.study.plan import plan
+
+
+def cpu_of(command: list[str], log: Path) -> float:
+    """CPU seconds (user + sys) the command's process tree used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    with open(log, "w") as out:
+        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env).returncode
+    if code:
+        sys.exit(f"{' '.join(command)} failed (exit {code}); see {log}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", default="cpu")
+    ap.add_argument("--out", default="/tmp/study_cost")
+    args = ap.parse_args()
+    with initialize_config_dir(str(CONFIG_DIR / "study"), version_base="1.3"):
+        cfg = compose("study", overrides=[f"scale={args.scale}"])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train = [sys.executable, "-m", "qbn.train", *cfg.scale.train, *cfg.recipes.adam_cosine]
+    load = os.getloadavg()[0]
+    t0 = time.time()
+    cpu = {}
+    for epochs in (1, 2):
+        cpu[epochs] = cpu_of([*train, f"trainer.max_epochs={epochs}", f"hydra.run.dir={out / f'e{epochs}'}", "overwrite=true"],
+                             out / f"e{epochs}.log")
+        print(f"{epochs} epoch run: {cpu[epochs]:.1f} CPU s", flush=True)
+    q = cfg.scale.qbn
+    qbn = cpu_of([*train, f"qbn.bits={q.bits[-1]}", f"qbn.from_ckpt={out / 'e2'}", f"trainer.max_epochs={q.epochs}",
+                  f"optimizer.lr={q.lr}", f"hydra.run.dir={out / 'qbn'}", "overwrite=true"], out / "qbn.log")
+    pack = cpu_of([sys.executable, "-m", "qbn.export", str(out / "qbn")], out / "pack.log")
+    evaluate = cpu_of([sys.executable, "-m", "qbn.export", "--eval", str(out / "qbn" / "model.qbn"),
+                       *[o for o in cfg.scale.train if o.startswith("dataset")]], out / "eval.log")
+    per_epoch, per_run = cpu[2] - cpu[1], cpu[1] - (cpu[2] - cpu[1])
+    # the study packs and evaluates in its own process (one import of torch, not two)
+    qbn_run = qbn + pack + evaluate - 2 * min(per_run, pack)
+    print(f"per epoch {per_epoch:.1f} CPU s, per run {per_run:.1f} CPU s, a QBN run with packing and evaluation {qbn_run:.1f} CPU s")
+    total = 0.0
+    for stage, jobs in plan(cfg).items():
+        cost = sum(qbn_run if j.export else per_run + j.epochs * per_epoch for j in jobs)
+        total += cost
+        print(f"  {stage}: {len(jobs)} runs, {sum(j.epochs for j in jobs)} epochs, {cost / 3600:.2f} CPU hours")
+    print(f"scale={args.scale}: {total / 3600:.2f} CPU hours -> {total / cfg.jobs / 3600:.2f} h with {cfg.jobs} runs side by side "
+          f"on {cfg.jobs} idle cores (measured with load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, "
+          f"in {(time.time() - t0) / 60:.0f} min)")
+
+
+if __name__ == "__main__":
+    main()

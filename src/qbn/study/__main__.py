@@ -1,0 +1,73 @@
+"""`python -m qbn.study scale=smoke|cpu|full [overrides]` runs (or resumes) the study;
+`python -m qbn.study report DIR` rebuilds DIR/RESULTS.md and DIR/figures/ from its run directories."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from ..config import CONFIG_DIR
+from ..errors import QbnError
+from .report import write_results
+from .runner import Runner
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR / "study"), config_name="study")
+def study(cfg: DictConfig) -> None:
+    try:
+        code = Runner(cfg).run()
+        if cfg.report:
+            print(f"report: {write_results(cfg.dir)}", flush=True)
+    except KeyboardInterrupt:
+        print("study: interrupted; run the same command again to resume", file=sys.stderr)
+        sys.exit(130)
+    except QbnError as e:
+        print(f"qbn: {e}", file=sys.stderr)
+        sys.exit(1)
+    if code:
+        sys.exit(code)
+
+
+def report_main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m qbn.study report STUDY_DIR", file=sys.stderr)
+        return 2
+    try:
+        path = write_results(argv[0])
+    except QbnError as e:
+        print(f"qbn: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
+    return 0
+
+
+# the study's own options; any other override (trainer=gpu, dataset.train_subset=5000) is for every run
+STUDY_KEYS = {"scale", "dir", "stages", "only", "jobs", "train", "logger", "wandb_project", "report", "recipes", "paths", "hydra"}
+
+
+def split_overrides(argv: list[str]) -> list[str]:
+    """The study's overrides, with the runs' own (`trainer=ddp trainer.devices=2`) gathered into
+    train=[...] so a user types them as for qbn.train."""
+    ours, runs = [], []
+    for a in argv:
+        key = a.split("=", 1)[0].lstrip("+~").split(".", 1)[0]
+        (ours if a.startswith("-") or "=" not in a or key in STUDY_KEYS else runs).append(a)
+    if runs:
+        if any(a.split("=", 1)[0] == "train" for a in ours):
+            raise QbnError(f"give run overrides either in train=[...] or loose ({' '.join(runs)}), not both")
+        ours.append("train=[" + ",".join(json.dumps(a) for a in runs) + "]")
+    return ours
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "report":
+        sys.exit(report_main(sys.argv[2:]))
+    try:
+        sys.argv[1:] = split_overrides(sys.argv[1:])
+    except QbnError as e:
+        print(f"qbn: {e}", file=sys.stderr)
+        sys.exit(2)
+    study()
