@@ -163,7 +163,8 @@ def rewind_table(rows: list[dict], study_dir: Path) -> dict:
         k = g["K"]
         finals = [1 - trunks[seed]["d_e"][k] for seed in g["acc"] if k is not None and k in trunks.get(seed, {}).get("d_e", {})]
         g["final_at_K"] = statistics.fmean(finals) if finals else None
-        g["verdict"] = not_worse(g["vs_trunk"], ACCURACY_MARGIN)
+        # random signs are the control expected to lose accuracy: no verdict of their own
+        g["verdict"] = "(control)" if g["mode"] == "random" else not_worse(g["vs_trunk"], ACCURACY_MARGIN)
     ordered = sorted(groups.values(), key=_order)
     headline = {g["weights"]: g["verdict"] for g in ordered if g["mode"] == "epoch" and g["K"] == HEADLINE_K}
     return {"trunk": estimate(trunk_acc.values()), "trunk_acc": trunk_acc, "groups": ordered, "headline": headline,
