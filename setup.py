@@ -6,5 +6,5 @@ from setuptools import find_packages, setup
 setup(
     packages=[*find_packages("src"), "qbn.conf"],
     package_dir={"": "src", "qbn.conf": "conf"},
-    package_data={"qbn.conf": ["*.yaml", "*/*.yaml"]},
+    package_data={"qbn.conf": ["*.yaml", "*/*.yaml", "*/*/*.yaml"]},   # conf/study/scale/ is two deep
 )
