@@ -5,7 +5,12 @@ stage whose inputs are missing says. The real smoke study: tests/test_study_smok
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -124,3 +129,29 @@ def test_a_stage_whose_trunks_are_missing_says_what_to_run_first(tmp_path, monke
 def test_unknown_stage_is_one_clear_error(tmp_path):
     with pytest.raises(runner_module.StudyError, match="unknown stage scalin; choose from scaling, signs, rewind, qbn"):
         Runner(study_cfg(tmp_path, "scale=smoke", "stages=[scalin]"))
+
+
+def test_sigterm_stops_every_run_and_the_study_without_waiting(tmp_path, monkeypatch):
+    """A cluster's time limit (SIGTERM) stops the study: its side-by-side runs get SIGTERM too
+    (qbn.train then records them as interrupted), and no further run starts."""
+    cfg = study_cfg(tmp_path, "scale=smoke", "stages=[scaling]", "report=false", "jobs=2")
+    runner = Runner(cfg)
+    started = []
+
+    def sleeper(job):
+        started.append(job.key)
+        return [sys.executable, "-c", "import time; time.sleep(300)"]
+
+    monkeypatch.setattr(runner, "command", sleeper)
+    timer = threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    t0 = time.time()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.run()
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        timer.cancel()
+    assert time.time() - t0 < 60          # the sleeping runs were stopped, not waited for
+    assert len(set(started)) == 2         # the two running; none started after the signal
+    assert not runner_module.LIVE

@@ -73,6 +73,7 @@ class Runner:
         self.failed: list[str] = []
         self.waiting: list[str] = []
         self.timings: list[tuple[int, float]] = []  # (epochs, wall seconds) of the runs trained now
+        self.stopping = False
         self._slot = threading.local()   # which of the `jobs` run slots this thread is
         self.gpus = _gpu_count()
 
@@ -132,6 +133,8 @@ class Runner:
         return env
 
     def run_job(self, job: Job) -> None:
+        if self.stopping:
+            return
         run_dir = self.dir / job.key
         missing = [k for k in job.needs if self.state(self.jobs[k]) != "done"]
         if missing:
@@ -185,8 +188,15 @@ class Runner:
                 finally:
                     slots.put(self._slot.index)
 
-            with ThreadPoolExecutor(self.cfg.jobs) as pool:
+            pool = ThreadPoolExecutor(self.cfg.jobs)
+            try:
                 list(pool.map(in_slot, todo))
+            except KeyboardInterrupt:
+                self.stopping = True   # no worker starts another run
+                stop_live_runs()
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
         else:
             for job in todo:
                 self.run_job(job)
@@ -202,8 +212,12 @@ class Runner:
             _stop_on_sigterm()
             record_invocation(self.dir, self.cfg)
             print(self.total_line(), flush=True)
-            for stage in self.cfg.stages:
-                self.run_stage(stage)
+            try:
+                for stage in self.cfg.stages:
+                    self.run_stage(stage)
+            except KeyboardInterrupt:
+                stop_live_runs()
+                raise
             for stage in self.cfg.stages:
                 print(self.stage_line(stage), flush=True)
             print(f"study: this invocation took {_duration(time.time() - started)}", flush=True)
@@ -220,19 +234,29 @@ def _gpu_count() -> int:
     return torch.cuda.device_count()
 
 
+LIVE: set[subprocess.Popen] = set()   # the runs training now (several with jobs > 1)
+
+
 def _run_process(command: list[str], out, env: dict) -> int:
-    """Run one qbn.train process; when the study is stopped (Ctrl-C, SIGTERM), stop it with SIGTERM
-    so it records itself as interrupted and resumes from its last.ckpt next time."""
+    """Run one process (a qbn.train run, or packing one) to its end."""
     proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    LIVE.add(proc)
     try:
         return proc.wait()
-    except BaseException:
+    finally:
+        LIVE.discard(proc)
+
+
+def stop_live_runs() -> None:
+    """When the study is stopped (Ctrl-C, SIGTERM), stop every run with SIGTERM, so each records
+    itself as interrupted and resumes from its last.ckpt next time."""
+    for proc in list(LIVE):
         proc.terminate()
+    for proc in list(LIVE):
         try:
             proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
             proc.kill()
-        raise
 
 
 def _stop_on_sigterm() -> None:
