@@ -6,13 +6,14 @@
 #   experiments/run_study.sh                       # on a GPU machine (trainer=gpu)
 #   SMOKE=1 experiments/run_study.sh               # a rehearsal on the CPU: digits, 2 epochs
 #
-# Stages (claims from ../shared/STUDY.md):
+# Stages (the claims of docs/study.md):
 #   trunk      resnet20 BWN (xnor, Adam 2e-3, cosine), 15 epochs, seed 0: claim 2's trunk and claim 3/4's BWN
 #   fp         the same recipe in full precision (binary=fp), 15 epochs: the QBN figure's reference line
 #   signs      experiment=sign_stability, 30 epochs (claim 2: E_q, d_e, per-layer freeze)
-#   scaling    none / xnor / learnable / lq, 8 epochs, seed 0, plus fp (Adam) and xnor with SGD: STUDY.md's
-#              8-epoch reference recipe (claim 1, and where qbn lands against the reference figures)
-#   rewind     after trunk: K in {0,1,3,5} + random + final, seeds 0,1 (claim 2, primary sub-networks)
+#   scaling    none / xnor / learnable / lq, 8 epochs, seed 0, plus fp (Adam) and xnor with SGD: the
+#              8-epoch reference recipe of docs/study.md (claim 1, and where qbn lands against its figures)
+#   rewind     after trunk: K in {0,1,3,5} + random + final, seeds 0,1 (claim 2, primary sub-networks):
+#              python -m qbn.rewind --reuse-trunk, i.e. the rewound half of the one-command sweep
 #   qbn        after trunk: n in {8,6,5,4,3}, seeds 0,1, 5 fine-tuning epochs (claims 3-4)
 set -u
 PY=${PYTHON:-python3}
@@ -35,9 +36,10 @@ trunk_dir=$out/primary_subnet_trunk/run
 (
   run trunk experiment=primary_subnet rewind=trunk name=primary_subnet_trunk "${base[@]}" trainer.max_epochs=$E15 \
       hydra.run.dir="$trunk_dir"
-  run rewind -m experiment=primary_subnet rewind=rewound rewind.trunk=primary_subnet_trunk "${base[@]}" \
-      trainer.max_epochs=$E15 'rewind.signs=epoch:0,epoch:1,epoch:3,epoch:5,random,final' seed=0,1 \
-      "${launcher[@]}" ${launcher:+hydra.launcher.n_jobs=$REWIND_JOBS} hydra.sweep.dir="$out/primary_subnet/sweep" &
+  log "start rewind"
+  "$PY" -m qbn.rewind --reuse-trunk --trunk-name primary_subnet_trunk "${base[@]}" trainer.max_epochs=$E15 \
+      -- 'rewind.signs=epoch:0,epoch:1,epoch:3,epoch:5,random,final' seed=0,1 \
+      "${launcher[@]}" ${launcher:+hydra.launcher.n_jobs=$REWIND_JOBS} > "$out/logs/rewind.log" 2>&1 &
   run qbn experiment=qbn_sweep qbn.from_ckpt="$trunk_dir" qbn.fp_reference="$out/fp/run" qbn.bits=8,6,5,4,3 seed=0,1 \
       "${base[@]}" trainer.max_epochs=$EFT "${launcher[@]}" ${launcher:+hydra.launcher.n_jobs=$QBN_JOBS} \
       hydra.sweep.dir="$out/qbn/sweep" &
@@ -52,7 +54,7 @@ run sgd8 name=scaling_sgd optimizer=sgd "${base[@]}" trainer.max_epochs=$E8 hydr
 wait
 log "all stages ended"
 # the QBN view reads the fp reference, which may have finished after the QBN sweep: aggregate again
-for sweep in "$out"/primary_subnet/sweep "$out"/qbn/sweep "$out"/scaling/sweep; do
+for sweep in "$out"/primary_subnet/multirun_* "$out"/qbn/sweep "$out"/scaling/sweep; do
   [[ -d $sweep ]] && "$PY" -m qbn.aggregate "$sweep" > /dev/null 2>&1
 done
 log "aggregated"

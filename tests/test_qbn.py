@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from qbn.binary import BinaryConv2d, binary_layers
-from qbn.callbacks.codebook import QBNCallback, load_bwn, qbn_callbacks
+from qbn.build import build_callbacks
+from qbn.callbacks.codebook import QBNCallback, load_bwn
 from qbn.errors import CheckpointError, QbnError
 from qbn.kernels import histogram, ids_to_kernels, kernel_ids, map_to_codebook, select_codebook
 from qbn.kernels.codebook import CodebookError
@@ -148,13 +149,18 @@ def test_settings_messages():
 
 
 def test_config_group_default_is_off_and_bits_turns_on(cfg_factory):
-    cfg = cfg_factory("dataset=synthetic")
-    assert qbn_callbacks(cfg) == []
-    cfg = cfg_factory("dataset=synthetic", "qbn.bits=5")
-    (cb,) = qbn_callbacks(cfg)
-    assert isinstance(cb, QBNCallback) and cb.settings.bits == 5
+    """The QBN callback is always in the config (callbacks.codebook, kept by callbacks=none too) and
+    acts only when qbn.bits or qbn.budget is set; a bad setting is one clear message."""
+    for callbacks in ("default", "none"):
+        (cb,) = [c for c in build_callbacks(cfg_factory("dataset=synthetic", f"callbacks={callbacks}"))
+                 if isinstance(c, QBNCallback)]
+        assert not cb.settings.enabled
+    (cb,) = [c for c in build_callbacks(cfg_factory("dataset=synthetic", "qbn.bits=5")) if isinstance(c, QBNCallback)]
+    assert cb.settings.bits == 5 and cb.settings.enabled
     with pytest.raises(QbnError, match="from 1 to 9"):
-        qbn_callbacks(cfg_factory("dataset=synthetic", "qbn.bits=12"))
+        build_callbacks(cfg_factory("dataset=synthetic", "qbn.bits=12"))
+    with pytest.raises(QbnError, match="callbacks.codebook is off"):
+        build_callbacks(cfg_factory("dataset=synthetic", "qbn.bits=5", "callbacks.codebook=null"))
 
 
 def test_named_layers_checked():

@@ -22,9 +22,11 @@ import time
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
 from qbn.binary import BinaryPolicy, binarize
+from qbn.config import CONFIG_DIR
 from qbn.data.augment import random_crop_flip, step_generator
 from qbn.models import resnet18, resnet20
 from qbn.module import BWNModule, to_unit_float
@@ -94,6 +96,11 @@ class _Clock(pl.Callback):
         self.elapsed = time.perf_counter() - self.t
 
 
+def group_config(group: str, option: str) -> dict:
+    """A config group's option as the plain dict BWNModule takes (its defaults from conf/, once)."""
+    return OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / group / f"{option}.yaml"))
+
+
 def lightning_vs_plain(batch: int, steps: int, blocks: int) -> None:
     g = torch.Generator().manual_seed(0)
     data = TensorDataset(torch.randint(0, 256, (batch * steps, 1, 28, 28), dtype=torch.uint8, generator=g),
@@ -101,8 +108,8 @@ def lightning_vs_plain(batch: int, steps: int, blocks: int) -> None:
     augment = {"crop_padding": 2, "flip": True}
 
     def lightning_run() -> float:
-        module = BWNModule(make("resnet20", True, 1, 28), 10, [0.286], [0.353], {"name": "adam", "lr": 2e-3},
-                           {"name": "constant"}, augment=augment)
+        module = BWNModule(make("resnet20", True, 1, 28), 10, [0.286], [0.353], group_config("optimizer", "adam"),
+                           group_config("scheduler", "constant"), augment=augment)
         clock = _Clock()
         trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=pl.loggers.CSVLogger("/tmp/qbn_bench"),
                              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

@@ -9,12 +9,12 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.loggers import WandbLogger
 
-from .callbacks.codebook import qbn_callbacks
 from .config import flatten
-from .errors import ConfigError
+from .errors import ConfigError, QbnError
 from .loggers import RunCSVLogger
 
 
@@ -29,14 +29,38 @@ def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
 
 
 def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
+    """Exactly the callbacks of cfg.callbacks, in order: the one place an instrument is attached.
+    An option whose instrument the config switched off, or a callback that refuses its settings,
+    is one clear message before anything trains."""
+    check_instruments(cfg)
     callbacks = []
-    for name, c in (cfg.get("callbacks") or {}).items():
-        if c is not None and "_target_" in c:
-            callbacks.append(hydra.utils.instantiate(c, _convert_="all"))
-        elif c is not None:
+    for name, c in cfg.callbacks.items():
+        if c is None:
+            continue
+        if "_target_" not in c:
             raise ConfigError(f"callbacks.{name} has no _target_; set callbacks.{name}=null to switch it off")
-    # QBN changes training: on with qbn.bits / qbn.budget, never switched off by callbacks=
-    return callbacks + qbn_callbacks(cfg)
+        try:
+            callbacks.append(hydra.utils.instantiate(c, _convert_="all"))
+        except InstantiationException as e:
+            if isinstance(e.__cause__, QbnError):   # the callback's own message (a bad trunk, qbn.bits=12, ...)
+                raise e.__cause__ from None
+            raise ConfigError(f"callbacks.{name}: {str(e.__cause__ or e).splitlines()[0][:300]}") from None
+    return callbacks
+
+
+def check_instruments(cfg: DictConfig) -> None:
+    """The instruments an option depends on are in cfg.callbacks (QBN: codebook; a rewound run:
+    apply_rewind; a trunk: sign snapshots at every epoch end)."""
+    on = cfg.callbacks
+    if (cfg.qbn.bits is not None or cfg.qbn.budget is not None) and not on.get("codebook"):
+        raise ConfigError("qbn.bits / qbn.budget turn QBN on, but callbacks.codebook is off: drop callbacks.codebook=null")
+    if cfg.rewind.signs and not on.get("apply_rewind"):
+        raise ConfigError("rewind.signs is set but callbacks.apply_rewind is off: choose rewind=rewound "
+                          "(it adds the callback), or drop callbacks.apply_rewind=null")
+    snapshots = on.get("sign_snapshots")
+    if on.get("rewind_points") and not (snapshots and snapshots.every_n_epochs == 1):
+        raise ConfigError("rewind=trunk needs a sign snapshot at every epoch end: keep callbacks.sign_snapshots on "
+                          "(callbacks=default) with every_n_epochs=1")
 
 
 def _wandb_mode(requested: str) -> str:
@@ -54,7 +78,7 @@ def _wandb_mode(requested: str) -> str:
 
 def build_loggers(cfg: DictConfig, run_dir: Path, sweep_name: str | None, resume_epoch: int | None = None) -> list:
     loggers = [RunCSVLogger(str(run_dir), resume_epoch)]
-    wb = cfg.logger.get("wandb")
+    wb = cfg.logger.wandb
     if wb:
         os.environ.setdefault("WANDB_SILENT", "true")
         mode = _wandb_mode(wb.mode)

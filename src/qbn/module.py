@@ -41,7 +41,8 @@ def to_unit_float(x: torch.Tensor) -> torch.Tensor:
 class BWNModule(pl.LightningModule):
     """Classification with a (binary-weight) backbone.
 
-    `optimizer` and `scheduler` are plain dicts from the config. Weight decay is set per kind of
+    `optimizer` and `scheduler` are plain dicts of the config groups (conf/optimizer, conf/scheduler:
+    the defaults live there, once). Weight decay is set per kind of
     parameter: latent binary weights, scales (alpha), BatchNorm and biases, full-precision weights.
     """
 
@@ -118,8 +119,8 @@ class BWNModule(pl.LightningModule):
     def parameter_groups(self) -> list[dict]:
         """Split parameters by kind so each kind gets its own weight decay."""
         cfg = self.optimizer_cfg
-        base_wd = cfg.get("weight_decay", 0.0)
-        decay = {k: (base_wd if cfg.get(f"weight_decay_{k}") is None else cfg[f"weight_decay_{k}"])
+        base_wd = cfg["weight_decay"]
+        decay = {k: (base_wd if cfg[f"weight_decay_{k}"] is None else cfg[f"weight_decay_{k}"])
                  for k in ("binary", "scale", "bn", "fp")}
         groups: dict[str, list] = {k: [] for k in decay}
         binary_weights = {id(m.weight) for m in binary_layers(self.net).values()}
@@ -142,11 +143,11 @@ class BWNModule(pl.LightningModule):
         name = cfg["name"]
         groups = self.parameter_groups()
         if name == "adam":
-            opt = torch.optim.Adam(groups, lr=cfg["lr"], betas=tuple(cfg.get("betas", (0.9, 0.999))))
+            opt = torch.optim.Adam(groups, lr=cfg["lr"], betas=tuple(cfg["betas"]))
         elif name == "adamw":
-            opt = torch.optim.AdamW(groups, lr=cfg["lr"], betas=tuple(cfg.get("betas", (0.9, 0.999))))
+            opt = torch.optim.AdamW(groups, lr=cfg["lr"], betas=tuple(cfg["betas"]))
         elif name == "sgd":
-            opt = torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg.get("momentum", 0.9), nesterov=cfg.get("nesterov", False))
+            opt = torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["nesterov"])
         else:
             raise ValueError(f"unknown optimizer '{name}': choose adam, adamw or sgd")
         sched = self.scheduler_cfg
@@ -154,9 +155,9 @@ class BWNModule(pl.LightningModule):
             return opt
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         steps_per_epoch = max(total // max(self.trainer.max_epochs or 1, 1), 1)
-        warmup = int(sched.get("warmup_epochs", 0) * steps_per_epoch)
+        warmup = int(sched["warmup_epochs"] * steps_per_epoch)
         if sched["name"] == "cosine":
-            floor = sched.get("min_lr_ratio", 0.0)
+            floor = sched["min_lr_ratio"]
 
             def factor(step: int) -> float:
                 if step < warmup:
@@ -165,8 +166,8 @@ class BWNModule(pl.LightningModule):
                 return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
         elif sched["name"] == "step":
             epochs = self.trainer.max_epochs or 1
-            milestones = [int((m * epochs if m < 1 else m) * steps_per_epoch) for m in sched.get("milestones", [])]
-            gamma = sched.get("gamma", 0.1)
+            milestones = [int((m * epochs if m < 1 else m) * steps_per_epoch) for m in sched["milestones"]]
+            gamma = sched["gamma"]
 
             def factor(step: int) -> float:
                 if step < warmup:
@@ -190,7 +191,7 @@ def build_backbone(cfg: DictConfig) -> torch.nn.Module:
     if cfg.binary.enabled:
         policy = BinaryPolicy(scaling=cfg.scaling.name, ste=cfg.binary.ste, first_conv=cfg.binary.first_conv,
                               classifier=cfg.binary.classifier, shortcuts=cfg.binary.shortcuts,
-                              grouped=cfg.binary.get("grouped", True))
+                              grouped=cfg.binary.grouped)
         binarize(net, policy)
     # Fail at set-up, not deep in the first training step, when the input cannot pass through.
     was_training = net.training
@@ -215,4 +216,4 @@ def build_module(cfg: DictConfig) -> BWNModule:
     ds = cfg.dataset
     return BWNModule(net, num_classes=ds.num_classes, mean=list(ds.mean), std=list(ds.std),
                      optimizer=to_plain(cfg.optimizer), scheduler=to_plain(cfg.scheduler),
-                     augment=to_plain(ds.get("augment")), seed=cfg.seed, channels_last=cfg.get("channels_last", False))
+                     augment=to_plain(ds.augment), seed=cfg.seed, channels_last=cfg.channels_last)

@@ -38,7 +38,7 @@ from .loggers import wandb_summary
 from .module import build_module
 from .quiet import quiet_libraries
 from .report import log_figures, write_report
-from .rewind import override_keys, plan_rewind, rewind_callbacks
+from .rewind import override_keys, rewound_config, start_checkpoint
 from .run_guard import (
     check_writable,
     claim,
@@ -50,6 +50,7 @@ from .run_guard import (
     saved_overrides,
 )
 from .rundir import SUMMARY, update_summary, write_json
+from .schema import check_schema
 
 log = logging.getLogger("qbn.train")
 
@@ -78,6 +79,9 @@ def train(cfg: DictConfig) -> dict:
     writer = not rank_zero_only.rank
     try:
         check_values(cfg)
+        check_schema(cfg)
+        # a rewound run trains with its trunk's recipe: a new config, made before anything is built
+        cfg = rewound_config(cfg, run_dir, override_keys(hc.overrides.task))
         datamodule = build_datamodule(cfg)  # reads only; fills in what the data decides (num_classes)
         decision = claim(cfg, run_dir)
         if decision.action == "skip":
@@ -89,22 +93,22 @@ def train(cfg: DictConfig) -> dict:
         if not protect and writer:  # a new or unfinished directory: take it now, so a failure is recorded there
             taken = _take(cfg, run_dir, None)
         start = time.time()
-        set_tf32(bool(cfg.get("allow_tf32", False)))
-        rewind = plan_rewind(cfg, run_dir, override_keys(hc.overrides.task))  # may set the trunk's recipe in cfg
+        set_tf32(cfg.allow_tf32)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule.prepare_data()
         model = build_module(cfg)
+        callbacks = build_callbacks(cfg)   # every instrument, from cfg.callbacks only
         ckpt_path, resume_epoch = decision.checkpoint, None
         if ckpt_path is not None:
             ckpt = load_checkpoint(ckpt_path)
             check_compatible(ckpt["state_dict"], model, f"checkpoint {ckpt_path}")
             resume_epoch = int(ckpt.get("epoch", 0))
             log.info("resuming from %s (after epoch %d)", ckpt_path, resume_epoch + 1)
-        elif cfg.get("qbn") and cfg.qbn.get("from_ckpt"):
+        elif cfg.qbn.from_ckpt:
             load_checkpoint(cfg.qbn.from_ckpt)  # a damaged file is refused before a protected directory is touched
         if not taken and writer:
             taken = _take(cfg, run_dir, ckpt_path)
-        return _fit(cfg, run_dir, datamodule, model, rewind, ckpt_path, resume_epoch, start)
+        return _fit(cfg, run_dir, datamodule, model, callbacks, ckpt_path, resume_epoch, start)
     except BaseException as e:
         if taken:
             _record_failure(run_dir, e)
@@ -128,7 +132,7 @@ def _take(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None) -> bool:
     return True
 
 
-def _fit(cfg, run_dir, datamodule, model, rewind, ckpt_path, resume_epoch, start) -> dict:
+def _fit(cfg, run_dir, datamodule, model, callbacks, ckpt_path, resume_epoch, start) -> dict:
     summary = {
         "status": "running", "model": cfg.model.name, "scaling": cfg.scaling.name if cfg.binary.enabled else "fp",
         "binary": bool(cfg.binary.enabled), "dataset": cfg.dataset.name, "seed": cfg.seed,
@@ -138,8 +142,6 @@ def _fit(cfg, run_dir, datamodule, model, rewind, ckpt_path, resume_epoch, start
     }
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         summary["overrides"] = list(HydraConfig.get().overrides.task)
-    if rewind is not None:
-        summary.update(rewind.summary())
     if not rank_zero_only.rank:  # one writer: DDP's other ranks run this function too
         if ckpt_path is None:  # a fresh start: nothing stale (an earlier attempt's error) may survive
             write_json(run_dir / SUMMARY, summary)
@@ -147,10 +149,10 @@ def _fit(cfg, run_dir, datamodule, model, rewind, ckpt_path, resume_epoch, start
             update_summary(run_dir, error=None, **summary)
 
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=rewind_callbacks(rewind) + build_callbacks(cfg),
+        cfg.trainer, callbacks=callbacks,
         logger=build_loggers(cfg, run_dir, _sweep_name(), resume_epoch), default_root_dir=str(run_dir), _convert_="all")
-    if ckpt_path is None and rewind is not None and rewind.resume_path is not None:
-        ckpt_path = rewind.resume_path  # weights=epoch:J: go on from the trunk's state at epoch J
+    if ckpt_path is None:
+        ckpt_path = start_checkpoint(callbacks)  # a rewound run with weights=epoch:J: the trunk's state
     trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     if trainer.interrupted:
         raise KeyboardInterrupt
@@ -159,7 +161,7 @@ def _fit(cfg, run_dir, datamodule, model, rewind, ckpt_path, resume_epoch, start
     for key in ("val/acc", "val/acc_best", "train/loss_epoch", "train/acc"):
         if key in metrics:
             results[key] = float(metrics[key])
-    if cfg.get("test_after_fit", True) and not cfg.trainer.get("fast_dev_run"):
+    if cfg.test_after_fit and not cfg.trainer.fast_dev_run:
         test = trainer.test(model, datamodule=datamodule, verbose=False)
         results.update({k: float(v) for k, v in (test[0] if test else {}).items()})
     results["wall_s"] = round(time.time() - start, 1)
@@ -167,7 +169,7 @@ def _fit(cfg, run_dir, datamodule, model, rewind, ckpt_path, resume_epoch, start
     if trainer.is_global_zero:
         summary = update_summary(run_dir, **results)
         wandb_summary(trainer.loggers, flatten(summary))
-        if cfg.get("report", True):
+        if cfg.report:
             try:  # the report reads the run directory only; its failure must not fail the run
                 log.info("report: %s", write_report(run_dir))
                 log_figures(trainer.loggers, run_dir)

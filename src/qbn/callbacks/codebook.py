@@ -1,4 +1,5 @@
-"""QBN during training: at the start of a fresh fit, load the BWN (qbn.from_ckpt), set the
+"""QBN during training (callbacks.codebook, always in the config: it acts when qbn.bits or qbn.budget
+is set, else does nothing): at the start of a fresh fit, load the BWN (qbn.from_ckpt), set the
 codebooks (all at once, or layer by layer with qbn.progressive), optionally recount them every
 qbn.refresh_every steps, and record the settings and bits per binarized weight in summary.json.
 A resumed run gets its codebooks back from the checkpoint (they are layer buffers)."""
@@ -8,11 +9,9 @@ from __future__ import annotations
 import logging
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig
 
 from ..binary import binary_layers
 from ..checkpoint import load_run_checkpoint
-from ..config import to_plain
 from ..errors import CheckpointError
 from ..kernels.quantize import (
     QBNSettings,
@@ -30,12 +29,6 @@ from ..rundir import update_summary
 log = logging.getLogger("qbn.qbn")
 
 
-def qbn_callbacks(cfg: DictConfig) -> list[pl.Callback]:
-    """The QBN callback when cfg.qbn turns QBN on (qbn.bits or qbn.budget set), else nothing."""
-    settings = QBNSettings.from_dict(to_plain(cfg.get("qbn")) or {})
-    return [QBNCallback(settings, cfg.paths.run_dir)] if settings.enabled else []
-
-
 def load_bwn(module: pl.LightningModule, path: str) -> None:
     """Load a trained BWN checkpoint into `module`; a non-BWN checkpoint is one clear error."""
     if not binary_layers(module.net):  # this run's own model, before reading any file
@@ -47,7 +40,8 @@ def load_bwn(module: pl.LightningModule, path: str) -> None:
 
 
 class QBNCallback(pl.Callback):
-    """Applies QBN to the model at the start of fit (fresh runs only) and keeps it during training."""
+    """Applies QBN to the model at the start of fit (fresh runs only) and keeps it during training;
+    with QBN off (qbn.bits and qbn.budget null) it does nothing."""
 
     def __init__(self, settings: QBNSettings | dict, run_dir: str | None = None):
         self.settings = settings if isinstance(settings, QBNSettings) else QBNSettings.from_dict(settings)
@@ -63,7 +57,7 @@ class QBNCallback(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # After Lightning restored a resumed run (weights, codebook buffers, this callback's
         # state): only a fresh start is changed. In-place loads keep the optimizer's parameters.
-        if trainer.ckpt_path is not None:
+        if trainer.ckpt_path is not None or not self.settings.enabled:
             return
         s = self.settings
         if s.from_ckpt:

@@ -5,8 +5,10 @@ and trains again from a rewind point.
 - spec: the grammar of `rewind.signs` (`epoch:K | init | final | random | random:K | stable:K`) and
   `rewind.weights` (`init | epoch:J | epoch:last | fresh`), typed.
 - trunk: finding the trunk and reading its signs and saved states.
-- recipe: the trunk's recipe inherited, its model checked.
+- recipe: rewound_config, the named step that gives a rewound run its trunk's recipe (and checks
+  the trunk's model) before anything is built.
 - plan: everything a rewound run needs, resolved before training, and applying it to a model.
+- __main__: `python -m qbn.rewind`, the trunk then the rewound runs in one command.
 - callbacks: RewindPoints (a trunk saves what rewinding needs), ApplyRewind, FreezeSigns.
 - sweep_view: the rewinding table and figure of a sweep.
 
@@ -14,12 +16,20 @@ What the trunk must have saved: `signs/epoch_NNN.pt` (sign snapshots) and
 `checkpoints/init.ckpt` / `checkpoints/epoch_JJJ.ckpt` (RewindPoints, switched on by `rewind=trunk`).
 """
 
-from .callbacks import ApplyRewind, FreezeSigns, RewindPoints, rewind_callbacks
+from .callbacks import ApplyRewind, FreezeSigns, RewindPoints, start_checkpoint
 from .plan import RewindPlan, apply_plan, fix_net_signs, load_weights, plan_rewind
-from .recipe import MODEL_KEYS, RECIPE_KEYS, check_same_model, inherit_recipe, override_keys
+from .recipe import (
+    MODEL_KEYS,
+    RECIPE_KEYS,
+    check_same_model,
+    inherit_recipe,
+    override_keys,
+    rewound_config,
+)
 from .spec import RewindError, SignSpec, WeightSpec, parse_signs, parse_weights
 from .trunk import (
     TRUNK_OPTION,
+    check_outside_trunk,
     find_trunk,
     random_signs,
     select_signs,
@@ -30,6 +40,6 @@ from .trunk import (
 )
 
 __all__ = ["MODEL_KEYS", "RECIPE_KEYS", "TRUNK_OPTION", "ApplyRewind", "FreezeSigns", "RewindError", "RewindPlan",
-           "RewindPoints", "SignSpec", "WeightSpec", "apply_plan", "check_same_model", "find_trunk", "fix_net_signs",
+           "RewindPoints", "SignSpec", "WeightSpec", "apply_plan", "check_outside_trunk", "check_same_model", "find_trunk", "fix_net_signs",
            "inherit_recipe", "load_weights", "override_keys", "parse_signs", "parse_weights", "plan_rewind", "random_signs",
-           "rewind_callbacks", "select_signs", "share_final", "stable_mask", "trunk_last_epoch", "weights_file"]
+           "rewound_config", "select_signs", "start_checkpoint", "share_final", "stable_mask", "trunk_last_epoch", "weights_file"]

@@ -89,10 +89,10 @@ def trunk_then_rewound(overrides: list[str] | tuple[str, ...] = (), sweep: list[
                             f"hydra.run.dir={trunk_dir}"])
         if r.returncode != 0:
             return RewindStudy(trunk_dir, None, r.returncode)
-    rewound = [*common, "rewind=rewound", f"rewind.trunk={trunk_dir.resolve()}", *sweep]
-    sweep_cfg = _compose(rewound)
-    sweep_dir = output_dir / str(sweep_cfg.name) / f"multirun_{_stamp()}"
-    r = subprocess.run([python, "-m", "qbn.train", "-m", *rewound, f"hydra.sweep.dir={sweep_dir}"])
+    rewound = [*common, "rewind=rewound", f"rewind.trunk={trunk_dir.resolve()}"]
+    name = _compose(rewound).name   # the sweep overrides hold value lists (a,b): Hydra's multirun expands them
+    sweep_dir = output_dir / str(name) / f"multirun_{_stamp()}"
+    r = subprocess.run([python, "-m", "qbn.train", "-m", *rewound, *sweep, f"hydra.sweep.dir={sweep_dir}"])
     return RewindStudy(trunk_dir, sweep_dir, r.returncode)
 
 

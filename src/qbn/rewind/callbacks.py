@@ -12,7 +12,7 @@ import torch
 
 from ..binary import binary_layers
 from ..rundir import update_summary
-from .plan import RewindPlan, apply_plan
+from .plan import apply_plan, plan_rewind
 
 log = logging.getLogger("qbn.rewind")
 
@@ -50,14 +50,26 @@ class RewindPoints(pl.Callback):
 
 
 class ApplyRewind(pl.Callback):
-    """A rewound run's set-up (qbn.rewind.RewindPlan): restore the trunk's epoch-0 state or continue
-    from its epoch-J state, then fix the signs. Only on this run's fresh start: on resuming its own
-    checkpoint the model (fixed-sign buffers included) is already restored."""
+    """A rewound run (conf/rewind/rewound.yaml): its plan is resolved when the callback is built,
+    before the Trainer (trunk found, signs read, rewind point found); at the start of a fresh fit it
+    restores the trunk's epoch-0 state (weights=init) and fixes the signs, and records the plan in
+    summary.json. weights=epoch:J continues the trunk's training state: the fit starts from
+    `start_checkpoint`. On resuming this run's own checkpoint the model (fixed-sign buffers
+    included) is already restored, so nothing is applied again."""
 
-    def __init__(self, plan: RewindPlan):
-        self.plan = plan
+    def __init__(self, trunk: str, signs: str, weights: str = "init", seed: int = 0, output_dir: str = "outputs",
+                 run_dir: str | None = None, inherited: str | None = None):
+        self.plan = plan_rewind(trunk, signs, weights, seed, output_dir, run_dir, inherited)
+        self.run_dir = run_dir
+
+    @property
+    def start_checkpoint(self) -> Path | None:
+        """The trunk's full training state a fresh fit continues from (weights=epoch:J), else None."""
+        return self.plan.resume_path
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.run_dir is not None and trainer.is_global_zero:
+            update_summary(self.run_dir, **self.plan.summary())
         own = trainer.ckpt_path is not None and (self.plan.resume_path is None
                                                  or Path(trainer.ckpt_path).resolve() != self.plan.resume_path.resolve())
         if own:
@@ -98,6 +110,7 @@ class FreezeSigns(pl.Callback):
             self._freeze(trainer, pl_module)
 
 
-def rewind_callbacks(plan: RewindPlan | None) -> list:
-    """[ApplyRewind] for a rewound run (first, so instruments see the fixed signs), else []."""
-    return [] if plan is None else [ApplyRewind(plan)]
+
+def start_checkpoint(callbacks: list[pl.Callback]) -> Path | None:
+    """Where a fresh fit of a rewound run with weights=epoch:J starts (the trunk's state), else None."""
+    return next((cb.start_checkpoint for cb in callbacks if isinstance(cb, ApplyRewind)), None)

@@ -3,19 +3,17 @@ to a model (the trunk's state restored, the signs fixed)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
 from ..binary import binary_layers
 from ..checkpoint import check_compatible, load_checkpoint
-from ..rundir import read_summary, run_config
-from .recipe import check_same_model, inherit_recipe
+from ..rundir import read_summary
 from .spec import RewindError, SignSpec, WeightSpec, parse_signs, parse_weights
-from .trunk import find_trunk, select_signs, trunk_last_epoch, weights_file
+from .trunk import check_outside_trunk, find_trunk, select_signs, trunk_last_epoch, weights_file
 
 
 @dataclass
@@ -31,7 +29,7 @@ class RewindPlan:
     k: int | None
     j: int | None
     weights_path: Path | None
-    inherited: dict = field(default_factory=dict)
+    inherited: str = ""   # the recipe keys taken from the trunk (qbn.rewind.recipe.rewound_config)
 
     @property
     def resume_path(self) -> Path | None:
@@ -48,28 +46,21 @@ class RewindPlan:
                 "rewind/signs": self.signs_spec.text, "rewind/K": self.k, "rewind/weights": self.weights_spec.text,
                 "rewind/J": self.j, "rewind/fixed_share": fixed / max(total, 1),
                 "rewind/trunk_epochs": self.last_epoch, "rewind/trunk_test_acc": trunk.get("test/acc"),
-                "rewind/inherited": " ".join(f"{k}={v}" for k, v in self.inherited.items())}
+                "rewind/inherited": self.inherited}
 
 
-def plan_rewind(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> RewindPlan | None:
-    """Resolve cfg.rewind into a plan (None when rewinding is off); sets the inherited recipe in cfg."""
-    rw = cfg.get("rewind") or {}
-    if not rw.get("signs"):
-        return None
-    signs_spec, weights_spec = parse_signs(rw.signs), parse_weights(rw.get("weights") or "init")
-    trunk_dir = find_trunk(rw.get("trunk"), cfg.paths.output_dir).resolve()
-    here = Path(run_dir).resolve()
-    if here == trunk_dir or trunk_dir in here.parents:
-        raise RewindError(f"this run's directory {here} is inside its trunk {trunk_dir}: a rewound run never writes there")
-    trunk_cfg = run_config(trunk_dir)
-    if trunk_cfg is None:
-        raise RewindError(f"trunk {trunk_dir} lacks .hydra/config.yaml: is it a qbn run directory?")
-    check_same_model(cfg, trunk_cfg, trunk_dir)
-    inherited = inherit_recipe(cfg, trunk_cfg, overrides)
+def plan_rewind(trunk: str | Path, signs: str, weights: str = "init", seed: int = 0, output_dir: str | Path = "outputs",
+                run_dir: str | Path | None = None, inherited: str | None = None) -> RewindPlan:
+    """Resolve a rewound run's options (rewind.trunk, rewind.signs, rewind.weights) into a plan:
+    the trunk found, the signs read, the rewind point's file found, each mistake one RewindError."""
+    signs_spec, weights_spec = parse_signs(signs), parse_weights(weights)
+    trunk_dir = find_trunk(trunk, output_dir).resolve()
+    if run_dir is not None:
+        check_outside_trunk(run_dir, trunk_dir)
     last = trunk_last_epoch(trunk_dir)
-    signs, mask, k = select_signs(trunk_dir, signs_spec, last, cfg.seed)
+    chosen, mask, k = select_signs(trunk_dir, signs_spec, last, seed)
     path, j = weights_file(trunk_dir, weights_spec, last)
-    return RewindPlan(trunk_dir, signs_spec, weights_spec, last, signs, mask, k, j, path, inherited)
+    return RewindPlan(trunk_dir, signs_spec, weights_spec, last, chosen, mask, k, j, path, inherited or "")
 
 
 def _strip_optional(state: dict) -> dict:

@@ -3,12 +3,15 @@ sets it), and the model, which must be the trunk's."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..config import flatten
+from ..rundir import run_config
 from .spec import RewindError
+from .trunk import check_outside_trunk, find_trunk
 
 # what a rewound run takes from its trunk unless this run's command line sets it
 RECIPE_KEYS = ("trainer.max_epochs", "trainer.limit_train_batches", "optimizer", "scheduler",
@@ -72,3 +75,24 @@ def _suggest(key: str, value) -> str:
     if key.endswith(".name") and key.count(".") == 1:
         return f"{key[:-5]}={value}"
     return f"{key}=..." if isinstance(value, dict) else f"{key}={value}"
+
+
+def rewound_config(cfg: DictConfig, run_dir: str | Path, overrides: list[str]) -> DictConfig:
+    """The config a rewound run trains with, made before anything is built: `cfg` with the trunk's
+    recipe (RECIPE_KEYS, except what `overrides` set), `rewind.trunk` pinned to the trunk's run
+    directory and `rewind.inherited` listing what was taken. The trunk must have trained the same
+    model. `cfg` itself is left as composed; with rewinding off it is returned as it is."""
+    if not cfg.rewind.signs:
+        return cfg
+    trunk_dir = find_trunk(OmegaConf.select(cfg, "rewind.trunk", throw_on_missing=False), cfg.paths.output_dir).resolve()
+    check_outside_trunk(run_dir, trunk_dir)
+    trunk_cfg = run_config(trunk_dir)
+    if trunk_cfg is None:
+        raise RewindError(f"trunk {trunk_dir} lacks .hydra/config.yaml: is it a qbn run directory?")
+    check_same_model(cfg, trunk_cfg, trunk_dir)
+    rewound = copy.deepcopy(cfg)
+    inherited = inherit_recipe(rewound, trunk_cfg, overrides)
+    with open_dict(rewound):
+        rewound.rewind.trunk = str(trunk_dir)
+        rewound.rewind.inherited = " ".join(f"{k}={v}" for k, v in inherited.items())
+    return rewound

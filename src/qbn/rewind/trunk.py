@@ -45,6 +45,13 @@ def find_trunk(trunk: str, output_dir: str | Path) -> Path:
     return max(runs)[1]
 
 
+def check_outside_trunk(run_dir: str | Path, trunk_dir: Path) -> None:
+    """A rewound run never writes into its trunk's directory."""
+    here = Path(run_dir).resolve()
+    if here == trunk_dir or trunk_dir in here.parents:
+        raise RewindError(f"this run's directory {here} is inside its trunk {trunk_dir}: a rewound run never writes there")
+
+
 def _check_completed(path: Path) -> Path:
     s = read_summary(path)
     if not s or s.get("status") != "completed":
