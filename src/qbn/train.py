@@ -241,5 +241,12 @@ def main(cfg: DictConfig) -> float | None:
     return summary.get(metric)
 
 
+def cli() -> int:
+    """The `qbn-train` console script: `python -m qbn.train` (main returns the test accuracy, which
+    must not become the exit status)."""
+    main()
+    return 0
+
+
 if __name__ == "__main__":
     main()
