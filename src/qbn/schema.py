@@ -30,6 +30,11 @@ class CodebookMode(Enum):
     shared = "shared"
 
 
+class Allocation(Enum):
+    distortion = "distortion"
+    coverage = "coverage"
+
+
 class ProgressiveOrder(Enum):
     deepest_first = "deepest_first"
     shallowest_first = "shallowest_first"
@@ -49,6 +54,7 @@ class BinarySchema:
 class QBNSchema:
     bits: Optional[int] = MISSING  # noqa: UP045
     budget: Optional[float] = MISSING  # noqa: UP045
+    allocation: Allocation = MISSING
     codebook: CodebookMode = MISSING
     layers: Optional[List[str]] = MISSING  # noqa: UP006, UP045
     from_ckpt: Optional[str] = MISSING  # noqa: UP045
