@@ -56,17 +56,23 @@ def bits_accounting(kernels: dict[str, int], bits: dict[str, int | None], other_
             "bits_per_weight": total / weights if weights else float("nan"), "shared_codebook_bits": codebook}
 
 
-def choose_bits_for_budget(histograms: dict[str, torch.Tensor], budget: float, other_binary_weights: int = 0) -> dict[str, int]:
-    """n per layer so that bits per binarized weight <= budget, greedily changing the fewest
-    signs: start at n = 9 everywhere and repeatedly take the move (a layer to a cheaper n) that
-    adds the fewest uncovered kernels, K_l (1 - C_l(2^n)), per bit saved."""
-    kernels = {k: int(h.sum().item()) for k, h in histograms.items()}
+def _budget_costs(kernels: dict[str, int], budget: float, other_binary_weights: int) -> tuple[int, dict]:
+    """Binarized weights and each layer's bits for every n; refuses a budget below the smallest codebooks."""
     weights = 9 * sum(kernels.values()) + other_binary_weights
     cost = {k: {n: layer_bits(kernels[k], n) for n in range(MIN_BITS, MAX_BITS + 1)} for k in kernels}
     floor = (sum(min(c.values()) for c in cost.values()) + other_binary_weights) / max(weights, 1)
     if not budget > 0 or budget + 1e-12 < floor:
         raise CodebookError(f"qbn.budget={budget}: the smallest codebooks allow at least {floor:.4f} bits per "
                             f"binarized weight for this model; ask for a budget >= {floor:.4f} (1.0 = the BWN)")
+    return weights, cost
+
+
+def choose_bits_for_budget(histograms: dict[str, torch.Tensor], budget: float, other_binary_weights: int = 0) -> dict[str, int]:
+    """n per layer so that bits per binarized weight <= budget, greedily changing the fewest
+    signs: start at n = 9 everywhere and repeatedly take the move (a layer to a cheaper n) that
+    adds the fewest uncovered kernels, K_l (1 - C_l(2^n)), per bit saved."""
+    kernels = {k: int(h.sum().item()) for k, h in histograms.items()}
+    weights, cost = _budget_costs(kernels, budget, other_binary_weights)
     cov = {k: coverage(h) for k, h in histograms.items()}
     uncovered = {k: {n: kernels[k] * (1 - float(cov[k][min(2 ** n, NUM_IDS) - 1])) for n in cost[k]} for k in kernels}
     chosen = {k: MAX_BITS for k in kernels}
@@ -111,12 +117,7 @@ def choose_bits_by_distortion(curves: dict[str, dict[int, float]], kernels: dict
     binarized weight <= budget, rate-distortion style: a Lagrangian sweep (each layer takes
     argmin_n D_l(n) + lambda R_l(n), lambda bisected to the smallest that fits) then the bits
     left over spent greedily on the upgrades that remove the most distortion per bit."""
-    weights = 9 * sum(kernels.values()) + other_binary_weights
-    cost = {k: {n: layer_bits(kernels[k], n) for n in range(MIN_BITS, MAX_BITS + 1)} for k in kernels}
-    floor = (sum(min(c.values()) for c in cost.values()) + other_binary_weights) / max(weights, 1)
-    if not budget > 0 or budget + 1e-12 < floor:
-        raise CodebookError(f"qbn.budget={budget}: the smallest codebooks allow at least {floor:.4f} bits per "
-                            f"binarized weight for this model; ask for a budget >= {floor:.4f} (1.0 = the BWN)")
+    weights, cost = _budget_costs(kernels, budget, other_binary_weights)
     limit = budget * weights - other_binary_weights + 1e-9
 
     def pick(lam: float) -> dict[str, int]:
