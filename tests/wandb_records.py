@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -54,9 +55,27 @@ def _merge(into: dict, items) -> dict:
     return into
 
 
+def wait_for_exit(path: str | Path, timeout: float = 120.0) -> None:
+    """Block until the run file holds its exit record. wandb.finish() can return before W&B's
+    writer process has flushed the file's tail (seen on a loaded CI machine: the last summary
+    records were missing when read at once); the exit record is written last."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if any(r.WhichOneof("record_type") == "exit" for r in records(path)):
+                return
+        except Exception:  # noqa: BLE001 - a half-written chunk at the tail: read again
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path}: no exit record after {timeout:.0f} s; the W&B writer did not finish")
+        time.sleep(0.5)
+
+
 def read_run(path: str | Path) -> dict:
     """{'config': {...}, 'history': {key: [value per logged step]}, 'summary': {...}, 'files': [...]}
-    of a run file; table and image values are W&B's file references ({'_type': 'table-file', 'path': ...})."""
+    of a run file; table and image values are W&B's file references ({'_type': 'table-file', 'path': ...}).
+    Waits for the file to be complete first."""
+    wait_for_exit(path)
     config, history, summary, files = {}, defaultdict(list), {}, []
     for r in records(path):
         kind = r.WhichOneof("record_type")
