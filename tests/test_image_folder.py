@@ -11,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 from qbn.config import CONFIG_DIR
-from qbn.data import ImageFolderDataModule
+from qbn.data import FashionMNISTDataModule, ImageFolderDataModule
 from qbn.data.base import default_num_workers
 from qbn.data.shapes import CLASSES, write_shapes_tree
 from qbn.errors import DatasetMissingError
@@ -66,8 +66,9 @@ def test_num_workers_default_is_the_cpus_this_process_may_use_at_most_8(monkeypa
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {3})
     assert default_num_workers() == 1
     assert ImageFolderDataModule(name="f", data_dir=".", num_classes=2).num_workers == 1  # null in the config
-    for name in ("image_folder", "imagenet"):
-        assert OmegaConf.load(CONFIG_DIR / "dataset" / f"{name}.yaml").num_workers is None
+    for path in (CONFIG_DIR / "dataset").glob("*.yaml"):  # automatic by default in every data module
+        assert OmegaConf.load(path).num_workers is None, path.name
+    assert FashionMNISTDataModule(name="fashion_mnist").num_workers == 0  # in memory: no decode work for a worker
 
 
 def test_train_on_a_folder_with_only_data_dir_and_image_size(tree, tmp_path):

@@ -16,3 +16,22 @@ class CheckpointError(QbnError):
 
 class ConfigError(QbnError):
     pass
+
+
+def command(argv: list[str], usage: str, arguments_ok, action) -> int:
+    """A small command line (python -m qbn.report, qbn.study report, ...): its usage line and exit
+    2 when `arguments_ok(argv)` is false, else `action(argv)`, whose returned line is printed;
+    a QbnError becomes one `qbn:` line and exit 1."""
+    import sys
+
+    if not arguments_ok(argv):
+        print(f"usage: {usage}", file=sys.stderr)
+        return 2
+    try:
+        line = action(argv)
+    except QbnError as e:
+        print(f"qbn: {e}", file=sys.stderr)
+        return 1
+    if line:
+        print(line)
+    return 0

@@ -24,7 +24,7 @@ from matplotlib.ticker import MaxNLocator  # matplotlib but not pyplot: the back
 from .analysis.figures import pyplot, save_figure
 from .analysis.sign_dynamics import analyze_run
 from .analysis.sweep import pct
-from .errors import QbnError
+from .errors import QbnError, command
 from .kernels.report import kernel_section
 from .signs import list_snapshots
 
@@ -273,17 +273,11 @@ def log_figures(loggers, run_dir: str | Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m qbn.report RUN_DIR", file=sys.stderr)
-        return 2
-    try:
-        path = write_report(argv[0])
-    except QbnError as e:
-        print(f"qbn: {e}", file=sys.stderr)
-        return 1
-    print(f"wrote {path} and {len(report_figures(argv[0]))} figures in {Path(argv[0]) / FIGURES}")
-    return 0
+    def report(args: list[str]) -> str:
+        path = write_report(args[0])
+        return f"wrote {path} and {len(report_figures(args[0]))} figures in {Path(args[0]) / FIGURES}"
+
+    return command(sys.argv[1:] if argv is None else argv, "python -m qbn.report RUN_DIR", lambda a: len(a) == 1, report)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ from ..errors import ConfigError
 
 
 def default_num_workers() -> int:
-    """Loader processes when the config leaves num_workers null: the CPUs this process may run on
-    (its affinity: a SLURM allocation or taskset, not the whole machine), at most 8."""
+    """Loader processes for data decoded from files, when the config leaves num_workers null: the
+    CPUs this process may run on (its affinity: a SLURM allocation or taskset, not the whole
+    machine), at most 8."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS and Windows have no affinity call
@@ -50,7 +51,7 @@ class ArrayDataModule(pl.LightningDataModule):
 
     def __init__(self, name: str, data_dir: str = "data", batch_size: int = 128, eval_batch_size: int = 512,
                  val_size: float | int = 5000, train_subset: int | None = None, test_subset: int | None = None,
-                 split_seed: int = 0, seed: int = 0, num_workers: int | None = 0, download: bool = False,
+                 split_seed: int = 0, seed: int = 0, num_workers: int | None = None, download: bool = False,
                  augment: dict | None = None, mean=None, std=None, in_channels: int = 3,
                  num_classes: int = 10, image_size: int = 32, **_):
         super().__init__()
@@ -58,8 +59,10 @@ class ArrayDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.train_subset, self.test_subset = val_size, train_subset, test_subset
         self.split_seed, self.seed = split_seed, seed
-        # null: the CPUs this process may use; the configs say 0, since slicing tensors in memory needs no worker
-        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        # null (automatic): none. A batch here is a slice of a uint8 tensor already in memory
+        # (augmentation runs in the module), so a worker process would only add start-up and
+        # inter-process copies, and take a core from the training threads.
+        self.num_workers = 0 if num_workers is None else num_workers
         self.download = download
         self.augment = dict(augment or {})
         self.in_channels, self.num_classes, self.image_size = in_channels, num_classes, image_size

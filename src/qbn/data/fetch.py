@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 
-from ..errors import QbnError
+from ..errors import command
 from .datasets import DEBIAN_FASHION_MNIST, FashionMNISTDataModule
 
 
@@ -28,17 +28,11 @@ def fetch_fashion_mnist(data_dir: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] != "fashion_mnist":
-        print("usage: python -m qbn.data.fetch fashion_mnist [DATA_DIR]", file=sys.stderr)
-        return 2
-    data_dir = argv[1] if len(argv) > 1 else os.environ.get("QBN_DATA_DIR", "data")
-    try:
-        fetch_fashion_mnist(data_dir)
-    except QbnError as e:
-        print(f"qbn: {e}", file=sys.stderr)
-        return 1
-    return 0
+    def fetch(args: list[str]) -> None:
+        fetch_fashion_mnist(args[1] if len(args) > 1 else os.environ.get("QBN_DATA_DIR", "data"))
+
+    return command(sys.argv[1:] if argv is None else argv, "python -m qbn.data.fetch fashion_mnist [DATA_DIR]",
+                   lambda a: bool(a) and a[0] == "fashion_mnist", fetch)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 from ..config import CONFIG_DIR
-from ..errors import QbnError
+from ..errors import QbnError, command
 from .report import write_results
 from .runner import Runner
 
@@ -32,16 +32,8 @@ def study(cfg: DictConfig) -> None:
 
 
 def report_main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m qbn.study report STUDY_DIR", file=sys.stderr)
-        return 2
-    try:
-        path = write_results(argv[0])
-    except QbnError as e:
-        print(f"qbn: {e}", file=sys.stderr)
-        return 1
-    print(f"wrote {path}")
-    return 0
+    return command(argv, "python -m qbn.study report STUDY_DIR", lambda a: len(a) == 1,
+                   lambda a: f"wrote {write_results(a[0])}")
 
 
 # the study's own options; any other override (trainer=gpu, dataset.train_subset=5000) is for every run

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..errors import QbnError
+from ..errors import command
 from ..export import export_with_report
 from ..export.evaluate import evaluate_file
 from ..rundir import update_summary
@@ -21,16 +21,11 @@ def pack_and_evaluate(run_dir: Path, dataset: list[str]) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    if not argv:
-        print("usage: python -m qbn.study.pack RUN_DIR [dataset=... overrides]", file=sys.stderr)
-        return 2
-    try:
-        s = pack_and_evaluate(Path(argv[0]), argv[1:])
-    except QbnError as e:
-        print(f"qbn: {e}", file=sys.stderr)
-        return 1
-    print(f"packed {s['export/file']}: {s['export/file_bytes']} bytes, test accuracy from the file {100 * s['export/test_acc']:.2f} %")
-    return 0
+    def pack(args: list[str]) -> str:
+        s = pack_and_evaluate(Path(args[0]), args[1:])
+        return f"packed {s['export/file']}: {s['export/file_bytes']} bytes, test accuracy from the file {100 * s['export/test_acc']:.2f} %"
+
+    return command(argv, "python -m qbn.study.pack RUN_DIR [dataset=... overrides]", bool, pack)
 
 
 if __name__ == "__main__":
