@@ -61,4 +61,5 @@ def test_piped_log_has_a_line_per_epoch_and_no_noise(tmp_path):
     assert len([m for m in log.splitlines() if LINE.search(m) and "batch" not in m]) == 2, log[-3000:]
     for noise in ("💡", "litlogger", "LeafSpec", "Total FLOPs", "FLOPs", "Trainer already configured"):
         assert noise not in log, noise
-    assert "Total params" in log  # the model summary keeps what means something
+    assert "Total params" in log and "CifarResNet" in log  # the model summary keeps what means something
+    assert "MulticlassAccuracy" not in log and "MaxMetric" not in log and "Mode" not in log

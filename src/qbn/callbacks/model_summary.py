@@ -1,11 +1,24 @@
 """The layer table at the start of fit, without what means nothing here: Lightning counts FLOPs
-only for a module with an example input, so its FLOPs column and `Total FLOPs: 0` row go."""
+only for a module with an example input, so its FLOPs column and `Total FLOPs: 0` row go; the
+metric modules (accuracy counters, no parameters) are bookkeeping, not layers; a Mode column that
+says `train` on every row at the start of fit says nothing."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pytorch_lightning.callbacks import RichModelSummary
+from torchmetrics import Metric
+
+
+def _metric_names() -> set[str]:
+    """Class names of every torchmetrics Metric (MulticlassAccuracy, MaxMetric, ...)."""
+    names, todo = set(), [Metric]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo += cls.__subclasses__()
+    return names
 
 
 class ModelSummary(RichModelSummary):
@@ -25,7 +38,12 @@ class ModelSummary(RichModelSummary):
         from rich import get_console
         from rich.table import Table
 
-        columns = [(name, values) for name, values in summary_data if not (name == "FLOPs" and not total_flops)]
+        columns = [(name, values) for name, values in summary_data
+                   if not (name == "FLOPs" and not total_flops) and not (name == "Mode" and len(set(values)) <= 1)]
+        types = dict(summary_data).get("Type", [])
+        keep = [i for i, t in enumerate(types) if t not in _metric_names()] if types else None
+        if keep is not None:
+            columns = [(name, [values[i] for i in keep]) for name, values in columns]
         table = Table(header_style=summarize_kwargs.get("header_style", "bold magenta"))
         table.add_column(" ", style="dim")
         for name, _ in columns[1:]:
