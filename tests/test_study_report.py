@@ -19,6 +19,7 @@ from qbn.study.collect import (
     settle_table,
 )
 from qbn.study.report import write_results
+from qbn.study.verdicts import UNTESTED
 from qbn.testing.runs import run_cli
 
 T_2 = 4.302652729911275  # Student's t, 97.5 % quantile, 2 degrees of freedom
@@ -42,10 +43,13 @@ def _write(run: Path, summary: dict, signs: dict | None = None, kernels: dict | 
     return run
 
 
-def _signs(epochs: int, e90: int, seed: int) -> dict:
+def _signs(epochs: int, e90: int, seed: int, never: float = 0.7) -> dict:
+    """signs.json of an xnor run; `never`: the share of signs that never flip (stable at epoch 0)."""
     d = [max(0.0, 0.3 - 0.1 * e - 0.01 * seed) for e in range(epochs + 1)]
     d[-1] = 0.0
-    overall = {"E_0.90": e90, "E_0.95": e90 + 1, "E_0.99": epochs, "d_e": d, "changed_from_init": 0.3 + 0.01 * seed}
+    stable = [never + (1 - never) * e / epochs for e in range(epochs + 1)]
+    overall = {"E_0.90": e90, "E_0.95": e90 + 1, "E_0.99": epochs, "d_e": d, "changed_from_init": 0.3 + 0.01 * seed,
+               "stable_fraction": stable}
     return {"epochs": list(range(epochs + 1)), "overall": overall, "layers": {"layer1.0.conv1": {"E_0.95": e90 + seed}}}
 
 
@@ -64,7 +68,8 @@ def make_study(root: Path) -> Path:
                 _write(study / "scaling" / f"{recipe}-{scheme}-s{seed}",
                        {"seed": seed, "scaling": scheme, "binary": binary, "optimizer": opt, "scheduler": sched, "max_epochs": 4,
                         "test/acc": acc},
-                       _signs(4, (1, 1, 2)[seed], seed) if scheme == "xnor" else None, _kernels(seed) if scheme == "xnor" else None)
+                       _signs(4, (1, 1, 2)[seed] if opt == "adam" else 0, seed, 0.7 if opt == "adam" else 0.97)
+                       if scheme == "xnor" else None, _kernels(seed) if scheme == "xnor" else None)
     for seed in SEEDS:   # a longer schedule for the signs stage: E_0.90 = 6 of 8 (late)
         _write(study / "signs" / f"adam_cosine-long-s{seed}",
                {"seed": seed, "scaling": "xnor", "optimizer": "adam", "scheduler": "cosine", "max_epochs": 8, "test/acc": 0.9},
@@ -112,6 +117,9 @@ def test_claim_tables_equal_a_direct_computation(tmp_path):
     assert settle["adam, cosine, 4 epochs"]["share"].mean == approx((0.25 + 0.25 + 0.5) / 3)  # E_0.90 = 1, 1, 2 of 4
     assert settle["adam, cosine, 4 epochs"]["verdict"] == "inconclusive"   # interval [-0.03, 0.69] straddles 0.5
     assert settle["adam, cosine, 8 epochs"]["verdict"] == "did not hold"   # 6 of 8
+    assert settle["adam, cosine, 4 epochs"]["never_flipped"].mean == approx(0.7)
+    assert settle["sgd, step, 4 epochs"]["share"].mean == 0.0   # E_0.90 = 0 only because 97 % of signs never flip
+    assert settle["sgd, step, 4 epochs"]["verdict"] == UNTESTED
 
     rewind = rewind_table(rows, study)
     g = next(g for g in rewind["groups"] if g["signs"] == "epoch:1")

@@ -15,6 +15,7 @@ from .verdicts import (
     ACCURACY_MARGIN,
     ENTROPY_THRESHOLD,
     SETTLE_SHARE,
+    UNTESTED,
     below,
     combine,
     equivalent,
@@ -117,7 +118,12 @@ def settle_table(rows: list[dict]) -> dict[str, dict]:
              "share": estimate(r["signs"]["E_0.90"] / epochs for r in rs),
              "changed": estimate(r["signs"].get("changed_from_init") for r in rs),
              "curves": [(r["signs_epochs"], r["signs"]["d_e"]) for r in rs]}
-        g["verdict"] = below(g["share"], SETTLE_SHARE)
+        # stable_fraction at epoch 0: the share of signs that never flipped (L_i = 0)
+        never = [r["signs"]["stable_fraction"][0] for r in rs
+                 if r["signs"].get("stable_fraction") and r["signs_epochs"][:1] == [0]]
+        g["never_flipped"] = estimate(never) if len(never) == len(rs) else None
+        g["verdict"] = (UNTESTED if g["never_flipped"] is not None and min(never) >= 0.90
+                        else below(g["share"], SETTLE_SHARE))
         layers: dict[str, list] = {}
         for r in rs:
             for name, d in r["signs_layers"].items():

@@ -103,12 +103,15 @@ def settle_section(study_dir: Path, rows: list[dict]) -> str:
     lines = ["## Claim 2: signs settle early", "",
              f"Rule: signs settle early when the {100 * LEVEL:.0f} % interval of E_0.90 / epochs (the share of training after which "
              f"90 % of the signs made their last flip) lies below {SETTLE_SHARE:g}; above it: did not hold. A constant "
-             "learning rate separates 'signs settle early' from 'signs settle because the learning rate decays'.", "",
+             "learning rate separates 'signs settle early' from 'signs settle because the learning rate decays'. "
+             "Where at least 90 % of the signs never flip in any run, E_0.90 = 0 by construction and the claim is not tested.", "",
              "| recipe, schedule | seeds | " + " | ".join(f"{q} (mean ± std)" for q in QUANTILES)
-             + " | E_0.90 / epochs [95 % CI] | signs changed since init % | verdict |", "|---|---|" + "---|" * (len(QUANTILES) + 3)]
+             + " | E_0.90 / epochs [95 % CI] | signs changed since init % | signs never flipped % | verdict |",
+             "|---|---|" + "---|" * (len(QUANTILES) + 4)]
     for name, g in table.items():
+        never = _pct(g["never_flipped"]) if g["never_flipped"] is not None else "-"
         lines.append(f"| {name} | {len(g['seeds'])} | " + " | ".join(_num(g[q], 1) for q in QUANTILES)
-                     + f" | {_ci(g['share'], 1, 2, False)} | {_pct(g['changed'])} | {g['verdict']} |")
+                     + f" | {_ci(g['share'], 1, 2, False)} | {_pct(g['changed'])} | {never} | {g['verdict']} |")
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, g in table.items():

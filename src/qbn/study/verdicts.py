@@ -17,6 +17,10 @@ import math
 from .stats import Estimate
 
 HELD, NOT_HELD, INCONCLUSIVE = "held", "did not hold", "inconclusive"
+# Claim 2 with a recipe under which at least 90 % of the signs never leave their initial value
+# (SGD from a Kaiming init, for example): E_0.90 = 0 then holds by construction and says nothing
+# about when signs settle.
+UNTESTED = "not tested: >= 90 % of signs never flip"
 
 # "Nearly the same accuracy" and "a small accuracy cost" (claims 1, 2, 4): one percentage point,
 # about the seed-to-seed spread of a ResNet-20 on Fashion-MNIST and CIFAR-10.
