@@ -90,6 +90,7 @@ def test_second_invocation_trains_nothing_complete_and_reruns_failed_and_interru
     assert fake.runs == []
     out = capsys.readouterr().out
     assert "scaling: 12/12 done, 0 to run" in out
+    assert not (tmp_path / "study" / "study.json").exists()   # an invocation that ran nothing is not cited
 
     _fake_run(tmp_path / "study" / "scaling" / "sgd_step-none-s1", status="failed", error="RuntimeError: boom")
     _fake_run(tmp_path / "study" / "scaling" / "adam_cosine-fp-s0", status="running")   # killed: no process left
@@ -98,6 +99,8 @@ def test_second_invocation_trains_nothing_complete_and_reruns_failed_and_interru
     out = capsys.readouterr().out
     assert "scaling: 10/12 done, 2 to run (1 interrupted, 1 failed)" in out
     assert "scaling: 12/12 done, 0 to run" in out
+    (invocation,) = json.loads((tmp_path / "study" / "study.json").read_text())["invocations"]
+    assert invocation["commit"] and "wall_s" in invocation
 
 
 def test_a_failed_run_is_reported_and_the_exit_code_says_so(tmp_path, monkeypatch, capsys):

@@ -75,6 +75,7 @@ class Runner:
         self.timings: list[tuple[int, float]] = []  # (epochs, wall seconds) of the runs trained now
         self.stopping = False
         self._slot = threading.local()   # which of the `jobs` run slots this thread is
+        self._recorded = threading.Lock(), [False]   # this invocation in study.json, once it runs something
         self.gpus = _gpu_count()
 
     # ---- state and estimates ---------------------------------------------------------------
@@ -142,6 +143,7 @@ class Runner:
             print(f"  {job.key}: waits for {', '.join(missing)} (not complete; the {missing[0].split('/')[0]} stage "
                   f"runs them: python -m qbn.study scale={self.cfg.scale.name} 'stages=[{missing[0].split('/')[0]}]')", flush=True)
             return
+        self._record_start()
         before = self.state(job)
         start = time.time()
         log_path = self.dir / job.stage / "logs" / f"{job.name}.log"
@@ -172,6 +174,15 @@ class Runner:
             self.failed.append(job.key)
             print(f"  {job.key}: {s.get('status', 'failed')}: {s.get('error', 'no summary.json')} "
                   f"(log: {log_path})", flush=True)
+
+    def _record_start(self) -> None:
+        """Cite this invocation in study.json when it first trains or packs a run: one that finds
+        everything done changes nothing in the study directory (study.json, RESULTS.md)."""
+        lock, done = self._recorded
+        with lock:
+            if not done[0]:
+                record_invocation(self.dir, self.cfg)
+                done[0] = True
 
     def run_stage(self, stage: str) -> None:
         print(self.stage_line(stage), flush=True)
@@ -210,7 +221,6 @@ class Runner:
                 raise StudyError(f"another python -m qbn.study is running on {self.dir}; wait for it (or stop it) and run again") from None
             started = time.time()
             _stop_on_sigterm()
-            record_invocation(self.dir, self.cfg)
             print(self.total_line(), flush=True)
             try:
                 for stage in self.cfg.stages:
@@ -221,7 +231,8 @@ class Runner:
             for stage in self.cfg.stages:
                 print(self.stage_line(stage), flush=True)
             print(f"study: this invocation took {_duration(time.time() - started)}", flush=True)
-            record_invocation(self.dir, self.cfg, wall_s=round(time.time() - started))
+            if self._recorded[1][0]:
+                record_invocation(self.dir, self.cfg, wall_s=round(time.time() - started))
         if self.failed:
             print(f"study: {len(self.failed)} runs failed ({', '.join(self.failed[:5])}{', ...' if len(self.failed) > 5 else ''}); "
                   "the same command runs them again", flush=True)
