@@ -179,3 +179,24 @@ def test_report_of_a_folder_without_runs_is_one_clear_line(tmp_path):
     result = run_cli("qbn.study", "report", str(tmp_path))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"qbn: {tmp_path} holds no runs (<stage>/<run>/summary.json): run python -m qbn.study first"]
+
+
+def test_a_partial_study_says_so_with_its_planned_runs(tmp_path):
+    """With the study's composed config in .study/ (as `python -m qbn.study` leaves it), the report
+    counts the planned runs per stage and says, on top, how many are complete."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from qbn.config import CONFIG_DIR
+
+    study = make_study(tmp_path)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONFIG_DIR / "study"), version_base="1.3"):
+        cfg = compose("study", overrides=[f"dir={study}", "scale=cpu"])
+    (study / ".study").mkdir()
+    OmegaConf.save(cfg, study / ".study" / "config.yaml")
+    text = write_results(study).read_text()
+    done = len(list(study.glob("*/*/summary.json")))
+    assert f"**Partial: {done} of the 102 planned runs are complete**" in text
+    assert "| scaling | 30 | 30 | 30 | 0 |" in text and "| rewind | 36 | 6 | 6 | 0 |" in text
