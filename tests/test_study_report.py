@@ -196,7 +196,12 @@ def test_a_partial_study_says_so_with_its_planned_runs(tmp_path):
         cfg = compose("study", overrides=[f"dir={study}", "scale=cpu"])
     (study / ".study").mkdir()
     OmegaConf.save(cfg, study / ".study" / "config.yaml")
+    rewound = next(study.glob("rewind/*/"))   # the machine's paths stay out of the report
+    (rewound / ".hydra" / "overrides.yaml").write_text(
+        f"- seed=0\n- paths.data_dir=/some/machine/data\n- rewind.trunk={study.resolve()}/scaling/adam_cosine-xnor-s0\n")
     text = write_results(study).read_text()
+    assert "/some/machine" not in text and str(tmp_path) not in text
+    assert f"{rewound.name}: seed=0 rewind.trunk=$STUDY/scaling/adam_cosine-xnor-s0" in text
     done = len(list(study.glob("*/*/summary.json")))
     assert f"**Partial: {done} of the 102 planned runs are complete**" in text
     assert "| scaling | 30 | 30 | 30 | 0 |" in text and "| rewind | 36 | 6 | 6 | 0 |" in text

@@ -267,6 +267,13 @@ def _overrides(run: Path) -> list[str]:
     return [str(o) for o in OmegaConf.load(path)]
 
 
+def _portable(override: str, study_dir: Path) -> str:
+    """An override as the report shows it: the study directory, however it was spelt, as $STUDY."""
+    for root in sorted({str(study_dir.resolve()), str(study_dir)}, key=len, reverse=True):
+        override = override.replace(root, "$STUDY")
+    return override
+
+
 def planned_runs(study_dir: Path) -> dict[str, int]:
     """Runs per stage that the study's last invocation planned (its composed config in .study/);
     {} when that config is missing or no longer composes a plan."""
@@ -296,14 +303,14 @@ def runs_section(study_dir: Path, rows: list[dict]) -> str:
         done = completed(rs)
         wall = sum(r["summary"].get("wall_s") or 0 for r in done)
         lines.append(f"| {stage} | {planned.get(stage, '-')} | {len(rs)} | {len(done)} | {len(rs) - len(done)} | {wall / 60:.1f} min |")
-    root = str(study_dir)
-    lines += ["", "Each run is `python -m qbn.train OVERRIDES hydra.run.dir=$STUDY/<stage>/<run>` ($STUDY: the study directory):", ""]
+    lines += ["", "Each run is `python -m qbn.train OVERRIDES paths.data_dir=$DATA hydra.run.dir=$STUDY/<stage>/<run>` "
+              "($STUDY: the study directory; $DATA: the data directory of the machine it ran on):", ""]
     for stage in STAGES:
         rs = [r for r in rows if r["stage"] == stage]
         if rs:
             lines += [f"<details><summary>{stage}: {len(rs)} commands</summary>", "", "```"]
-            lines += [f"{r['job']}: " + " ".join(o.replace(root, "$STUDY") for o in _overrides(r["dir"])
-                                                 if not o.startswith("hydra.run.dir")) for r in rs]
+            lines += [f"{r['job']}: " + " ".join(_portable(o, study_dir) for o in _overrides(r["dir"])
+                                                 if not o.startswith(("hydra.run.dir=", "paths.data_dir="))) for r in rs]
             lines += ["```", "", "</details>", ""]
     return "\n".join(lines)
 
