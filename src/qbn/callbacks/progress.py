@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import ProgressBar, RichProgressBar
 
 log = logging.getLogger("qbn.progress")
@@ -23,6 +24,10 @@ def progress_bar(every_s: float = 180.0, terminal: bool | None = None) -> Progre
 def _clock(seconds: float) -> str:
     s = int(max(seconds, 0))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _detached(value):
+    return value.detach() if isinstance(value, torch.Tensor) else value
 
 
 class PlainProgress(ProgressBar):
@@ -60,15 +65,17 @@ class PlainProgress(ProgressBar):
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         self._images += len(x)
         if isinstance(outputs, dict) and "loss" in outputs:  # running means over this epoch's batches
-            self._loss_sum += float(outputs["loss"])
-            self._acc_sum += float(outputs.get("acc", float("nan")))
+            # summed as tensors, read only when a line is written: float() here would wait for
+            # the GPU at every training step
+            self._loss_sum = self._loss_sum + _detached(outputs["loss"])
+            self._acc_sum = self._acc_sum + _detached(outputs.get("acc", float("nan")))
             self._seen += 1
         now = time.monotonic()
         if self._enabled and now - self._last_line >= self.every_s:
             self._last_line = now
             n = max(self._seen, 1)
             log.info("%s batch %d/%s loss %.4f acc %.4f%s", self._position(trainer), batch_idx + 1, self._batches(),
-                     self._loss_sum / n, self._acc_sum / n, self._pace(trainer, now))
+                     float(self._loss_sum) / n, float(self._acc_sum) / n, self._pace(trainer, now))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._enabled:
