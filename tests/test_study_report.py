@@ -205,3 +205,23 @@ def test_a_partial_study_says_so_with_its_planned_runs(tmp_path):
     done = len(list(study.glob("*/*/summary.json")))
     assert f"**Partial: {done} of the 102 planned runs are complete**" in text
     assert "| scaling | 30 | 30 | 30 | 0 |" in text and "| rewind | 36 | 6 | 6 | 0 |" in text
+
+
+def test_readings_written_by_hand_follow_their_claim_and_regenerate_byte_for_byte(tmp_path):
+    """readings.md in the study directory: each '## <key>' block follows its section, marked as
+    written by hand; the report regenerates byte for byte; an unknown key is one clear line."""
+    study = make_study(tmp_path)
+    (study / "readings.md").write_text("## scaling\n\nSchemes differ by less than a point.\n\n## kernels\n\nKernels cluster.\n")
+    text = write_results(study).read_text()
+    claim1, claim2 = text.index("## Claim 1"), text.index("## Claim 2")
+    reading = text.index("Schemes differ by less than a point.")
+    assert claim1 < reading < claim2
+    assert text[:reading].rstrip().endswith("the numbers it cites are the generated ones above):")
+    assert text.index("## Claim 3") < text.index("Kernels cluster.") < text.index("## Claim 4")
+    assert text.count("**Reading** (written by hand") == 2
+    assert write_results(study).read_text() == text
+    (study / "readings.md").write_text("## claim one\n\ntext\n")
+    result = run_cli("qbn.study", "report", str(study))
+    assert result.returncode == 1
+    assert "unknown section '## claim one'; readings are keyed by one of: scaling, signs, rewind, kernels, qbn, runs" in result.stderr
+    assert (study / "RESULTS.md").read_text() == text   # a refused report leaves the last one as it was

@@ -3,7 +3,7 @@
 Why: computed layer by layer, alpha * sign(W) and its STE cost about 17 small kernels (forward
 and backward) per layer. On a CPU those, not the arithmetic, made most of a BWN's extra step
 time (resnet20 on 2 cores, BWN/FP: 1.06-1.13 per layer, 1.00-1.05 grouped; measured by
-experiments/bench/step_time.py, see experiments/RESULTS.md).
+experiments/bench/step_time.py, see experiments/one_seed_runs.md).
 Layers whose weights have the same fan-in n are concatenated into one C x n matrix (C output
 channels in all) and binarized by one node, with the same values and gradients as the per-layer
 path (tests/test_grouped.py checks them bit for bit).

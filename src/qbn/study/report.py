@@ -315,7 +315,31 @@ def runs_section(study_dir: Path, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-SECTIONS = [scaling_section, settle_section, rewind_section, kernel_section, qbn_section, runs_section]
+# (key in readings.md, section): a reading written by hand follows the section it is keyed to
+SECTIONS = [("scaling", scaling_section), ("signs", settle_section), ("rewind", rewind_section),
+            ("kernels", kernel_section), ("qbn", qbn_section), ("runs", runs_section)]
+READINGS = "readings.md"
+
+
+def read_readings(study_dir: Path) -> dict[str, str]:
+    """The hand-written readings of <study_dir>/readings.md, keyed by its '## <key>' headings
+    (keys: scaling, signs, rewind, kernels, qbn, runs); none when the file is absent. They sit in
+    the study directory beside the runs, so regenerating RESULTS.md gives the same bytes."""
+    path = study_dir / READINGS
+    if not path.exists():
+        return {}
+    keys, readings, key = [k for k, _ in SECTIONS], {}, None
+    for line in path.read_text().splitlines():
+        if line.startswith("## "):
+            key = line[3:].strip()
+            if key not in keys:
+                raise QbnError(f"{path}: unknown section '## {key}'; readings are keyed by one of: {', '.join(keys)}")
+            readings[key] = []
+        elif key is not None:
+            readings[key].append(line)
+        elif line.strip():
+            raise QbnError(f"{path}: text before the first '## <section>' heading; start with one of: {', '.join(keys)}")
+    return {k: "\n".join(v).strip() for k, v in readings.items() if "\n".join(v).strip()}
 
 
 def write_results(study_dir: str | Path) -> Path:
@@ -336,8 +360,12 @@ def write_results(study_dir: str | Path) -> Path:
         parts += [f"**Partial: {done} of the {planned} planned runs are complete** (the stage table under Runs); every "
                   "table and verdict below is computed from the completed runs only. Run the same study command again "
                   "to finish it.", ""]
-    for section in SECTIONS:
+    readings = read_readings(study_dir)
+    for key, section in SECTIONS:
         parts += [section(study_dir, rows), ""]
+        if key in readings:
+            parts += [f"**Reading** (written by hand, in {READINGS} of the study directory; the numbers it cites are the "
+                      "generated ones above):", "", readings[key], ""]
     path = study_dir / RESULTS
     path.write_text("\n".join(parts).rstrip() + "\n")
     return path
