@@ -21,7 +21,7 @@ from pathlib import Path
 
 from matplotlib.ticker import MaxNLocator  # matplotlib but not pyplot: the backend is chosen later
 
-from .analysis.figures import pyplot, save_figure
+from .analysis.figures import label_axes, pyplot, save_figure
 from .analysis.sign_dynamics import analyze_run
 from .analysis.sweep import pct
 from .errors import QbnError, command
@@ -116,11 +116,7 @@ def flip_section(run_dir: Path) -> str:
     xs = sorted(overall)
     ax.plot(xs, [max(overall[x], 1e-9) for x in xs], color="black", lw=2.2, marker="o", ms=3, label="all binarized weights")
     ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("mean step flip ratio")
-    ax.set_title("sign flips per optimizer step (epoch mean); thin: layers, shallow (purple) to deep (yellow)", fontsize=9)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
+    label_axes(ax, "epoch", "mean step flip ratio", "sign flips per optimizer step (epoch mean); thin: layers, shallow (purple) to deep (yellow)", title_size=9, legend_size=8, grid_which="both")
     fig_path = _save(fig, run_dir, "flip_ratio.png")
     first, last = xs[0], xs[-1]
     return "\n".join(["## Sign flips", "",
@@ -147,22 +143,14 @@ def signs_section(run_dir: Path) -> str:
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
     a1.plot(epochs, [100 * v for v in o["d_e"]], marker="o", ms=3, label="d_e: differ from final signs")
     a1.plot(epochs[1:], [100 * v for v in o["c_e"]], marker="s", ms=3, label="c_e: differ from previous epoch")
-    a1.set_xlabel("epoch")
-    a1.set_ylabel("% of binarized weights")
-    a1.set_title("distance to final and epoch change")
-    a1.legend(fontsize=8)
-    a1.grid(alpha=0.3)
+    label_axes(a1, "epoch", "% of binarized weights", "distance to final and epoch change", legend_size=8)
     layers = signs["layers"]
     for color, (_name, d) in zip(_layer_colors(len(layers)), layers.items(), strict=False):
         a2.plot(epochs, [100 * v for v in d["stable_fraction"]], color=color, lw=0.8, alpha=0.7)
     a2.plot(epochs, [100 * v for v in o["stable_fraction"]], color="black", lw=2, label="all layers")
     for q in qs:
         a2.axhline(100 * float(q[2:]), color=q_colors[q], ls=":", lw=1)
-    a2.set_xlabel("epoch e")
-    a2.set_ylabel("% of weights with last flip <= e")
-    a2.set_title("stable-sign fraction (thin: layers)")
-    a2.legend(fontsize=8)
-    a2.grid(alpha=0.3)
+    label_axes(a2, "epoch e", "% of weights with last flip <= e", "stable-sign fraction (thin: layers)", legend_size=8)
     dist_fig = _save(fig, run_dir, "sign_distance.png")
 
     fig, ax = plt.subplots(figsize=(7, 3.8))

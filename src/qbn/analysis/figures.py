@@ -15,6 +15,16 @@ def pyplot():
     return plt
 
 
+def label_axes(ax, xlabel: str, ylabel: str, title: str, title_size: int | None = None, legend_size: int = 8,
+               legend_loc: str = "best", grid_which: str = "major") -> None:
+    """The axes' labels, title, legend and light grid, the same way in every report figure."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, **({} if title_size is None else {"fontsize": title_size}))  # None: matplotlib's title size
+    ax.legend(fontsize=legend_size, loc=legend_loc)
+    ax.grid(alpha=0.3, which=grid_which)
+
+
 def save_figure(fig, path: str | Path, dpi: int = 120, tight: bool = True) -> Path:
     """Lay out (unless `tight` is off), write `path` (creating its folder) and close the figure."""
     path = Path(path)

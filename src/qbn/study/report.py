@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ..analysis.figures import pyplot, save_figure
+from ..analysis.figures import label_axes, pyplot, save_figure
 from ..errors import QbnError
 from .collect import (
     COMPARED,
@@ -125,11 +125,7 @@ def settle_section(study_dir: Path, rows: list[dict]) -> str:
         x = [e / g["epochs"] for e in epochs]
         line, = ax.plot(x, [100 * m for m in mean], marker="o", ms=3, label=name)
         ax.fill_between(x, [100 * v for v in lo], [100 * v for v in hi], color=line.get_color(), alpha=0.15)
-    ax.set_xlabel("epoch / epochs of the schedule")
-    ax.set_ylabel("d_e: % of signs differing from the final signs")
-    ax.set_title("distance to the final signs (mean over seeds, band: min..max)", fontsize=9)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    label_axes(ax, "epoch / epochs of the schedule", "d_e: % of signs differing from the final signs", "distance to the final signs (mean over seeds, band: min..max)", title_size=9, legend_size=7)
     lines += ["", _fig(study_dir, "claim2_sign_distance.png", fig), "", "Per-layer sign-freeze epoch E_0.95 (mean over seeds):", ""]
     names = list(table)
     layers = sorted({layer for g in table.values() for layer in g["layers"]}, key=lambda n: list(next(iter(table.values()))["layers"]).index(n)
@@ -183,11 +179,7 @@ def rewind_section(study_dir: Path, rows: list[dict]) -> str:
         ax2.plot([k for k, _ in xs], [100 * f for _, f in xs], color="grey", ls=":", marker="s", ms=3)
         ax2.set_ylabel("signs already final at K, 1 - d_K (%)", color="grey")
         ax2.set_ylim(0, 101)
-    ax.set_xlabel("K (X: random signs, *: final signs)")
-    ax.set_ylabel("test accuracy % (band: 95 % CI)")
-    ax.set_title("rewound runs with signs fixed to the trunk's S_K", fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
-    ax.grid(alpha=0.3)
+    label_axes(ax, "K (X: random signs, *: final signs)", "test accuracy % (band: 95 % CI)", "rewound runs with signs fixed to the trunk's S_K", title_size=9, legend_size=7, legend_loc="lower right")
     lines += ["", _fig(study_dir, "claim2_rewind.png", fig)]
     return "\n".join(lines)
 
@@ -214,11 +206,7 @@ def kernel_section(study_dir: Path, rows: list[dict]) -> str:
             ax.plot(range(1, len(mean) + 1), [100 * m for m in mean], label=f"{recipe} (mean over {len(curves)} seeds)")
     ax.plot(range(1, 513), [100 * k / 512 for k in range(1, 513)], color="black", ls="--", lw=1, label="uniform")
     ax.set_xscale("log")
-    ax.set_xlabel("k most frequent kernels")
-    ax.set_ylabel("top-k coverage C(k) %")
-    ax.set_title("share of 3x3 kernels among the k most frequent", fontsize=9)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3, which="both")
+    label_axes(ax, "k most frequent kernels", "top-k coverage C(k) %", "share of 3x3 kernels among the k most frequent", title_size=9, legend_size=7, grid_which="both")
     lines += ["", _fig(study_dir, "claim3_coverage.png", fig)]
     return "\n".join(lines)
 
@@ -249,11 +237,7 @@ def qbn_section(study_dir: Path, rows: list[dict]) -> str:
     for est, color, label in ((t["bwn"], "black", "BWN, 1 bit"), (t["fp"], "#cc3311", "full precision")):
         if est.n:
             ax.axhline(100 * est.mean, color=color, ls="--", lw=1.2, label=f"{label}: {100 * est.mean:.2f} %")
-    ax.set_xlabel("bits per binarized weight (measured from the packed file)")
-    ax.set_ylabel("test accuracy of the file % (95 % CI)")
-    ax.set_title("QBN: accuracy against bits", fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
-    ax.grid(alpha=0.3)
+    label_axes(ax, "bits per binarized weight (measured from the packed file)", "test accuracy of the file % (95 % CI)", "QBN: accuracy against bits", title_size=9, legend_size=7, legend_loc="lower right")
     lines += ["", _fig(study_dir, "claim4_qbn.png", fig)]
     return "\n".join(lines)
 
