@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import threading
@@ -18,6 +19,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from qbn.config import CONFIG_DIR
+from qbn.errors import QbnError
 from qbn.study import runner as runner_module
 from qbn.study.plan import plan
 from qbn.study.runner import Runner
@@ -158,3 +160,49 @@ def test_sigterm_stops_every_run_and_the_study_without_waiting(tmp_path, monkeyp
     assert time.time() - t0 < 60          # the sleeping runs were stopped, not waited for
     assert len(set(started)) == 2         # the two running; none started after the signal
     assert not runner_module.LIVE
+
+
+# Stands in for `python -m qbn.train` in a submitted job (a real process): completes its run, or
+# fails it when the run's name says so.
+_JOB = """import json, sys, pathlib
+run = pathlib.Path(sys.argv[1]); run.mkdir(parents=True, exist_ok=True)
+ok = "-none-" not in run.name
+print("training", run.name)
+(run / "summary.json").write_text(json.dumps({"status": "completed" if ok else "failed", "error": "ValueError: bad",
+                                              "test/acc": 0.5, "wall_s": 1.0, "epochs": 1, "seed": 0}))
+sys.exit(0 if ok else 1)
+"""
+
+
+def test_launcher_submitit_runs_each_run_as_a_job_and_reports_its_end(tmp_path, monkeypatch, capsys):
+    """launcher=submitit_local sends each run through submitit (the cluster path: launcher=slurm
+    differs only in submitit's cluster), `jobs` at a time; the job's output is in the run's log."""
+    cfg = study_cfg(tmp_path, "scale=smoke", "stages=[scaling]", "report=false", "launcher=submitit_local", "jobs=2",
+                    "only=scaling/adam_cosine-*-s0")
+    monkeypatch.setattr(Runner, "command", lambda self, job: [sys.executable, "-c", _JOB, str(self.dir / job.key)])
+    monkeypatch.setattr(runner_module, "_run_process", lambda *a: pytest.fail("a local process with launcher=submitit_local"))
+    assert Runner(cfg).run() == 1   # the 'none' run failed
+    out = capsys.readouterr().out
+    study = tmp_path / "study"
+    assert "scaling: 0/3 done, 3 to run" in out
+    for scheme in ("xnor", "fp"):
+        assert f"scaling/adam_cosine-{scheme}-s0: completed (test acc 50.00 %" in out
+        assert f"training adam_cosine-{scheme}-s0" in (study / "scaling" / "logs" / f"adam_cosine-{scheme}-s0.log").read_text()
+    assert "scaling/adam_cosine-none-s0: failed: ValueError: bad" in out
+    assert any((study / ".submitit").iterdir())   # submitit's job files
+
+
+def test_unknown_launcher_or_slurm_without_a_cluster_is_one_clear_error(tmp_path):
+    with pytest.raises(runner_module.StudyError, match="launcher=pbs: choose local, slurm or submitit_local"):
+        Runner(study_cfg(tmp_path, "scale=smoke", "launcher=pbs"))
+    if shutil.which("srun") is None:   # this machine: no SLURM
+        with pytest.raises(QbnError, match=r"launcher=slurm: .*srun.* Run the study on the cluster's login node, or launcher=local here"):
+            Runner(study_cfg(tmp_path, "scale=smoke", "launcher=slurm", "submitit.slurm_partition=gpu"))
+
+
+def test_study_options_stay_the_studys_and_the_rest_go_to_every_run():
+    from qbn.study.__main__ import split_overrides
+
+    assert split_overrides(["scale=smoke", "launcher=slurm", "submitit.mem_gb=8", "jobs=4", "trainer=gpu",
+                            "dataset.train_subset=5000"]) == [
+        "scale=smoke", "launcher=slurm", "submitit.mem_gb=8", "jobs=4", 'train=["trainer=gpu","dataset.train_subset=5000"]']

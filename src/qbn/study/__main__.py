@@ -7,7 +7,7 @@ import json
 import sys
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ..config import CONFIG_DIR
 from ..errors import QbnError, command
@@ -36,8 +36,9 @@ def report_main(argv: list[str]) -> int:
                    lambda a: f"wrote {write_results(a[0])}")
 
 
-# the study's own options; any other override (trainer=gpu, dataset.train_subset=5000) is for every run
-STUDY_KEYS = {"scale", "dir", "stages", "only", "jobs", "train", "logger", "wandb_project", "report", "recipes", "paths", "hydra"}
+# the study's own options (the keys of conf/study/study.yaml, its config groups and hydra); any
+# other override (trainer=gpu, dataset.train_subset=5000) is for every run
+STUDY_KEYS = set(OmegaConf.load(CONFIG_DIR / "study" / "study.yaml")) - {"defaults"} | {"scale", "hydra"}
 
 
 def split_overrides(argv: list[str]) -> list[str]:

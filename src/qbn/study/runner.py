@@ -30,6 +30,7 @@ from omegaconf import DictConfig
 from .. import __version__
 from ..errors import QbnError
 from ..rundir import read_summary, write_json
+from . import submit
 from .plan import STAGES, Job, plan
 
 log = logging.getLogger("qbn.study")
@@ -77,6 +78,9 @@ class Runner:
         self._slot = threading.local()   # which of the `jobs` run slots this thread is
         self._recorded = threading.Lock(), [False]   # this invocation in study.json, once it runs something
         self.gpus = _gpu_count()
+        if cfg.launcher != "local" and cfg.launcher not in submit.CLUSTERS:
+            raise StudyError(f"launcher={cfg.launcher}: choose local, slurm or submitit_local")
+        self.executor = None if cfg.launcher == "local" else submit.executor(cfg.launcher, self.dir / ".submitit", cfg.submitit)
 
     # ---- state and estimates ---------------------------------------------------------------
     def state(self, job: Job) -> str:
@@ -133,6 +137,14 @@ class Runner:
                 env["CUDA_VISIBLE_DEVICES"] = str(slot)
         return env
 
+    def launch(self, command: list[str], out, log_path: Path, env: dict[str, str]) -> int:
+        """Run one command to its end: a process here (launcher=local), else a submitit job that
+        inherits this environment (the cluster sets its own threads and GPUs)."""
+        if self.executor is None:
+            return _run_process(command, out, env)
+        out.flush()
+        return submit.run_job(self.executor, command, log_path)
+
     def run_job(self, job: Job) -> None:
         if self.stopping:
             return
@@ -153,14 +165,14 @@ class Runner:
             with open(log_path, "a") as out:
                 out.write(f"\n$ {shlex.join(self.command(job))}\n")
                 out.flush()
-                code = _run_process(self.command(job), out, env)
+                code = self.launch(self.command(job), out, log_path, env)
             if code in (130, -2):
                 raise KeyboardInterrupt
         s = read_summary(run_dir) or {}
         if s.get("status") == "completed" and job.export:
             dataset = [o for o in job.overrides if o.startswith(("dataset", "paths.data_dir"))]
             with open(log_path, "a") as out:
-                code = _run_process([sys.executable, "-m", "qbn.study.pack", str(run_dir), *dataset], out, self.job_env())
+                code = self.launch([sys.executable, "-m", "qbn.study.pack", str(run_dir), *dataset], out, log_path, self.job_env())
             s = read_summary(run_dir) or {}
             if code or "export/test_acc" not in s:  # reported now, packed again next time
                 s = {**s, "status": "failed", "error": f"packing or evaluating the file failed (exit {code})"}
@@ -260,7 +272,8 @@ def _run_process(command: list[str], out, env: dict) -> int:
 
 def stop_live_runs() -> None:
     """When the study is stopped (Ctrl-C, SIGTERM), stop every run with SIGTERM, so each records
-    itself as interrupted and resumes from its last.ckpt next time."""
+    itself as interrupted and resumes from its last.ckpt next time; cancel every submitted job."""
+    submit.cancel_live_jobs()
     for proc in list(LIVE):
         proc.terminate()
     for proc in list(LIVE):
