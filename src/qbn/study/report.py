@@ -323,7 +323,8 @@ def read_readings(study_dir: Path) -> dict[str, str]:
             readings[key].append(line)
         elif line.strip():
             raise QbnError(f"{path}: text before the first '## <section>' heading; start with one of: {', '.join(keys)}")
-    return {k: "\n".join(v).strip() for k, v in readings.items() if "\n".join(v).strip()}
+    texts = {k: "\n".join(v).strip() for k, v in readings.items()}
+    return {k: t for k, t in texts.items() if t}
 
 
 def write_results(study_dir: str | Path) -> Path:

@@ -76,7 +76,8 @@ class Runner:
         self.timings: list[tuple[int, float]] = []  # (epochs, wall seconds) of the runs trained now
         self.stopping = False
         self._slot = threading.local()   # which of the `jobs` run slots this thread is
-        self._recorded = threading.Lock(), [False]   # this invocation in study.json, once it runs something
+        self._record_lock = threading.Lock()
+        self._recorded = False   # this invocation is in study.json (once it trains or packs a run)
         self.gpus = _gpu_count()
         if cfg.launcher != "local" and cfg.launcher not in submit.CLUSTERS:
             raise StudyError(f"launcher={cfg.launcher}: choose local, slurm or submitit_local")
@@ -163,9 +164,10 @@ class Runner:
         if before != "unpacked":
             env = self.job_env()
             with open(log_path, "a") as out:
-                out.write(f"\n$ {shlex.join(self.command(job))}\n")
+                command = self.command(job)
+                out.write(f"\n$ {shlex.join(command)}\n")
                 out.flush()
-                code = self.launch(self.command(job), out, log_path, env)
+                code = self.launch(command, out, log_path, env)
             if code in (130, -2):
                 raise KeyboardInterrupt
         s = read_summary(run_dir) or {}
@@ -190,11 +192,10 @@ class Runner:
     def _record_start(self) -> None:
         """Cite this invocation in study.json when it first trains or packs a run: one that finds
         everything done changes nothing in the study directory (study.json, RESULTS.md)."""
-        lock, done = self._recorded
-        with lock:
-            if not done[0]:
+        with self._record_lock:
+            if not self._recorded:
                 record_invocation(self.dir, self.cfg)
-                done[0] = True
+                self._recorded = True
 
     def run_stage(self, stage: str) -> None:
         print(self.stage_line(stage), flush=True)
@@ -243,7 +244,7 @@ class Runner:
             for stage in self.cfg.stages:
                 print(self.stage_line(stage), flush=True)
             print(f"study: this invocation took {_duration(time.time() - started)}", flush=True)
-            if self._recorded[1][0]:
+            if self._recorded:
                 record_invocation(self.dir, self.cfg, wall_s=round(time.time() - started))
         if self.failed:
             print(f"study: {len(self.failed)} runs failed ({', '.join(self.failed[:5])}{', ...' if len(self.failed) > 5 else ''}); "
