@@ -41,7 +41,10 @@ def report_main(argv: list[str]) -> int:
 
 def plan_main(argv: list[str]) -> int:
     """`plan [--runs] OVERRIDES`: compose the study config as the study would, print its plan."""
-    from hydra import compose, initialize_config_dir   # hydra's compose API: the study's own app is not started
+    from hydra import (  # hydra's compose API: the study's own app is not started
+        compose,
+        initialize_config_dir,
+    )
     from hydra.core.global_hydra import GlobalHydra
 
     runs = "--runs" in argv

@@ -60,7 +60,8 @@ def estimate(values, level: float = LEVEL) -> Estimate:
     mean = statistics.fmean(vals)
     if n == 1:
         return Estimate(mean, 0.0, 1, math.nan, math.nan, level)
-    std = 0.0 if all(v == vals[0] for v in vals) else statistics.stdev(vals)
+    # values equal up to float rounding (0.900 - 0.05 and 0.91 - 0.06) are equal: no interval
+    std = 0.0 if max(vals) - min(vals) <= 1e-12 * max(1.0, abs(mean)) else statistics.stdev(vals)
     half = t_quantile(n, level) * std / math.sqrt(n)
     return Estimate(mean, std, n, mean - half, mean + half, level)
 
