@@ -120,7 +120,7 @@ def make_study(root: Path) -> Path:
                 opts = ["rewind=freeze", f"{K.FREEZE_AT}=share:{share}"]
             else:
                 spec = {"k0": "init", "random": "random", "final": "final"}.get(signs, f"share:{share}")
-                tdir = study / ("scaling/adam_cosine-bn-xnor-s%d" % seed if epochs == 4 else "signs/adam_cosine-e12-s%d" % seed)
+                tdir = study / (f"scaling/adam_cosine-bn-xnor-s{seed}" if epochs == 4 else f"signs/adam_cosine-e12-s{seed}")
                 opts = ["rewind=rewound", f"{K.REWIND_TRUNK}={tdir}", f"{K.REWIND_SIGNS}={spec}", f"{K.REWIND_WEIGHTS}=init"]
             _write(study / "rewind" / f"e{epochs}-s{seed}-{arm}-{signs}",
                    {"seed": seed, "max_epochs": epochs, "test/acc": trunk + deltas[seed]}, opts)
@@ -328,3 +328,17 @@ def test_an_unknown_key_is_refused_in_the_function_too(study, cited):
 
     with pytest.raises(QbnError, match=r"here: unknown key \{claim9\}"):
         fill("{claim9}", cited, "here")
+
+
+@pytest.mark.parametrize("values, text", [
+    ([0.25, 0.25, 0.25], "25.00 (all 3 seeds equal)"),
+    ([0.25], "25.00 (1 seed)"),
+    ([], "-"),
+    ([0.25, 0.25002, 0.25004], "25.002 [24.997, 25.007]"),   # narrower than 2 decimals: more digits, not [25.00, 25.00]
+    ([0.20, 0.25, 0.30], "25.00 [12.58, 37.42]"),
+])
+def test_the_renderer_never_prints_an_interval_of_zero_width(values, text):
+    from qbn.study.render import estimate_text
+    from qbn.study.stats import estimate
+
+    assert estimate_text(estimate(values)) == text

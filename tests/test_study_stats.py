@@ -7,7 +7,17 @@ import math
 import pytest
 
 from qbn.study.stats import EQUIVALENCE_LEVEL, Estimate, estimate, paired_difference, t_quantile
-from qbn.study.verdicts import HELD, INCONCLUSIVE, NOT_HELD, below, combine, equivalent, goal, not_worse, tost
+from qbn.study.verdicts import (
+    HELD,
+    INCONCLUSIVE,
+    NOT_HELD,
+    below,
+    combine,
+    equivalent,
+    goal,
+    not_worse,
+    tost,
+)
 
 # Student's t, 97.5 % quantile, from a printed table: 2 and 4 degrees of freedom; 95 % quantile, 4
 T_2, T_4 = 4.303, 2.776
