@@ -69,8 +69,12 @@ def kernels_section(runs: list[Run]) -> Section:
         pts.sort(key=lambda p: p[0])
         held = [p for p in pts if p[2] == HELD]
         tried = ", ".join(str(p[0]) for p in pts)
-        text = (f"reached at {held[0][0]} epochs ({', '.join(map(str, held[0][1]))} steps)" if held
-                else f"not reached at {tried} epochs")
+        if held:
+            text = f"reached at {held[0][0]} epochs ({', '.join(map(str, held[0][1]))} steps)"
+        elif all(p[3] is None for p in pts):
+            text = "not measured (no null in kernels.json)"
+        else:
+            text = f"not reached at {tried} epochs"
         s.verdicts.append(Verdict(f"{group_label(recipe, norm, pts[-1][0]).rsplit(',', 1)[0]}, xnor", text,
                                   f"claim3.{recipe}.{norm_slug(norm)}.reached", plain((held or pts)[0][3], signed=True)
                                   if (held or pts)[0][3] else None, "minus null, bits"))
