@@ -78,7 +78,13 @@ def kernels_section(runs: list[Run]) -> Section:
         s.verdicts.append(Verdict(f"{group_label(recipe, norm, pts[-1][0]).rsplit(',', 1)[0]}, xnor", text,
                                   f"claim3.{recipe}.{norm_slug(norm)}.reached", plain((held or pts)[0][3], signed=True)
                                   if (held or pts)[0][3] else None, "minus null, bits"))
-    s.figures.append(Figure("claim3_kernels.png", _history_panels(groups)))
+    lengths = Panel(f"minus the null against length (rule: below -{CLUSTER_MARGIN:g})", "training length (epochs)",
+                    "Miller-Madow entropy minus the null's, bits (95 % CI)",
+                    [Series(f"{recipe.replace('_', ', ')}, {'BN' if norm == 'batch' else 'no BN'}, xnor",
+                            [p[0] for p in pts if p[3] is not None], [p[3] for p in pts if p[3] is not None], scale=1.0)
+                     for (recipe, norm), pts in sorted(reached.items()) if sum(p[3] is not None for p in pts) > 1],
+                    lines=[Line(f"-{CLUSTER_MARGIN:g} bit", -CLUSTER_MARGIN, 1.0, ":")])
+    s.figures.append(Figure("claim3_kernels.png", [*_history_panels(groups), lengths]))
     return s
 
 
