@@ -26,18 +26,42 @@ def _summary(job, rng: random.Random) -> dict:
     opts = dict(o.split("=", 1) for o in job.overrides)
     seed, epochs = int(opts["seed"]), int(opts.get("trainer.max_epochs", 4))
     scheme = "fp" if opts.get("binary") == "fp" else opts.get("scaling", "xnor")
-    s = {"status": "completed", "seed": seed, "max_epochs": epochs, "global_step": 79 * epochs, "optimizer": opts["optimizer"],
-         "scheduler": opts["scheduler"], "scaling": scheme, "binary": scheme != "fp", "test/acc": 0.85 + rng.uniform(-0.01, 0.01),
-         K.VAL_ACC: 0.85 + rng.uniform(-0.01, 0.01), "wall_s": 1.0}
+    s = {
+        "status": "completed",
+        "seed": seed,
+        "max_epochs": epochs,
+        "global_step": 79 * epochs,
+        "optimizer": opts["optimizer"],
+        "scheduler": opts["scheduler"],
+        "scaling": scheme,
+        "binary": scheme != "fp",
+        "test/acc": 0.85 + rng.uniform(-0.01, 0.01),
+        K.VAL_ACC: 0.85 + rng.uniform(-0.01, 0.01),
+        "wall_s": 1.0,
+    }
     if job.stage in ("scaling", "signs") and scheme != "fp":
         s.update({K.e_frac(q): 0.3 + rng.uniform(0, 0.1) for q in K.QUANTILES})
         s.update({K.e_frac(q, True): 0.6 + rng.uniform(0, 0.1) for q in K.QUANTILES})
-        s.update({K.EVER_FLIPPED: 0.25, K.E_EPOCH.format(q="0.90"): 1, K.ENTROPY: 8.5 + rng.uniform(0, 0.1),
-                  K.ENTROPY_MM: 8.52 + rng.uniform(0, 0.1), K.NULL_ENTROPY_MM: 8.98, K.TOP8: 0.1, K.NULL_TOP8: 0.017})
+        s.update(
+            {
+                K.EVER_FLIPPED: 0.25,
+                K.E_EPOCH.format(q="0.90"): 1,
+                K.ENTROPY: 8.5 + rng.uniform(0, 0.1),
+                K.ENTROPY_MM: 8.52 + rng.uniform(0, 0.1),
+                K.NULL_ENTROPY_MM: 8.98,
+                K.TOP8: 0.1,
+                K.NULL_TOP8: 0.017,
+            }
+        )
     if job.export:
         bits = int(opts[K.QBN_BITS])
-        s.update({K.FILE_ACC: 0.85 + rng.uniform(-0.01, 0.01), K.FILE_BITS: 1.0 if bits == 9 else bits / 9 + 0.001,
-                  K.FILE_BYTES: 1000})
+        s.update(
+            {
+                K.FILE_ACC: 0.85 + rng.uniform(-0.01, 0.01),
+                K.FILE_BITS: 1.0 if bits == 9 else bits / 9 + 0.001,
+                K.FILE_BYTES: 1000,
+            }
+        )
     return s
 
 
@@ -60,7 +84,7 @@ def test_committed_readings_cite_only_generated_keys_and_no_number_of_their_own(
     assert stray_numbers(readings) == []
     study = cpu_shaped_study(tmp_path)
     (study / "readings.md").write_text(readings)
-    monkeypatch.setattr(render, "draw", lambda study_dir, fig: f"![{fig.name}]")   # figures are not what this tests
+    monkeypatch.setattr(render, "draw", lambda study_dir, fig: f"![{fig.name}]")  # figures are not what this tests
     text = write_results(study).read_text()
     cited = json.loads((study / "numbers.json").read_text())
     keys = {m.group(1) for m in PLACEHOLDER.finditer(readings)}

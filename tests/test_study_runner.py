@@ -36,7 +36,10 @@ def test_smoke_plan_covers_every_stage(tmp_path):
     assert {k: len(v) for k, v in stages.items()} == {"scaling": 8, "signs": 2, "rewind": 8, "qbn": 10}
     trunk = next(j for j in stages["scaling"] if j.name == "adam_cosine-bn-xnor-s0")
     assert "rewind=trunk" in trunk.overrides and "rewind.save_shares=[0.25,0.5]" in trunk.overrides
-    assert "model.backbone.norm=none" in next(j for j in stages["scaling"] if j.name == "adam_cosine-nobn-xnor-s0").overrides
+    assert (
+        "model.backbone.norm=none"
+        in next(j for j in stages["scaling"] if j.name == "adam_cosine-nobn-xnor-s0").overrides
+    )
     long = next(j for j in stages["signs"] if j.name == "adam_cosine-e3-s1")
     assert "rewind=trunk" in long.overrides and "trainer.max_epochs=3" in long.overrides
     for job in stages["rewind"]:
@@ -45,14 +48,23 @@ def test_smoke_plan_covers_every_stage(tmp_path):
         # retraining needs the trunk's snapshots; freezing is the trunk's own run, stopped from changing signs at K
         assert job.needs == ([] if "-freeze-" in job.name else [trunk]), job.name
     freeze = next(j for j in stages["rewind"] if j.name == "e2-s0-freeze-k0.5")
-    assert {"rewind=freeze", "rewind.freeze_signs_at=share:0.5", "trainer.max_epochs=2", "seed=0"} <= set(freeze.overrides)
+    assert {"rewind=freeze", "rewind.freeze_signs_at=share:0.5", "trainer.max_epochs=2", "seed=0"} <= set(
+        freeze.overrides
+    )
     qbn = {j.name: j for j in stages["qbn"]}
     assert sorted(n for n in qbn if n.startswith("e2-f1-s0")) == [
-        "e2-f1-s0-control-d0", "e2-f1-s0-control-d0.5", "e2-f1-s0-learned-d0-n4", "e2-f1-s0-topk-d0-n4", "e2-f1-s0-topk-d0.5-n4"]
-    control = qbn["e2-f1-s0-control-d0.5"].overrides   # the matched control: n = 9, the same teacher and fine-tune
+        "e2-f1-s0-control-d0",
+        "e2-f1-s0-control-d0.5",
+        "e2-f1-s0-learned-d0-n4",
+        "e2-f1-s0-topk-d0-n4",
+        "e2-f1-s0-topk-d0.5-n4",
+    ]
+    control = qbn["e2-f1-s0-control-d0.5"].overrides  # the matched control: n = 9, the same teacher and fine-tune
     assert {"qbn.bits=9", "qbn.method=topk", "qbn.distill.weight=0.5", "trainer.max_epochs=1"} <= set(control)
     assert not any(o.startswith("qbn.distill") for o in qbn["e2-f1-s0-control-d0"].overrides)
-    assert all(j.export and j.needs == ["scaling/adam_cosine-bn-xnor-s" + j.name.split("-")[2][1:]] for j in qbn.values())
+    assert all(
+        j.export and j.needs == ["scaling/adam_cosine-bn-xnor-s" + j.name.split("-")[2][1:]] for j in qbn.values()
+    )
 
 
 def test_each_planned_run_composes(tmp_path):
@@ -72,15 +84,20 @@ def test_plan_command_prints_runs_and_cost_and_a_k_not_saved_is_one_line(tmp_pat
     stages = plan(cfg)
     total = sum(cpu_seconds(j, cfg.scale.cost) for jobs in stages.values() for j in jobs)
     # by hand: 40.5 s a run, 47 s an epoch (1.35 x with a teacher), 27.7 s packing
-    hand = sum(40.5 + j.epochs * 47 * (1.35 if any(o.startswith("qbn.distill.weight=") for o in j.overrides) else 1)
-               + (27.7 if j.export else 0) for jobs in stages.values() for j in jobs)
+    hand = sum(
+        40.5
+        + j.epochs * 47 * (1.35 if any(o.startswith("qbn.distill.weight=") for o in j.overrides) else 1)
+        + (27.7 if j.export else 0)
+        for jobs in stages.values()
+        for j in jobs
+    )
     assert total == pytest.approx(hand)
     text = plan_report(cfg)
     runs = sum(len(v) for v in stages.values())
     assert f"total: {runs} runs" in text and f"{total:,.0f} CPU s" in text
-    assert total / 3600 / 2 * 1.26 < 8   # 8 hours on 2 cores, with the last study's measured slow-down
+    assert total / 3600 / 2 * 1.26 < 8  # 8 hours on 2 cores, with the last study's measured slow-down
     seeds = {stage: {o for j in jobs for o in j.overrides if o.startswith("seed=")} for stage, jobs in stages.items()}
-    assert len(seeds["scaling"]) == 5 and len(seeds["rewind"]) == len(seeds["qbn"]) == 3   # claim 1: 5 seeds
+    assert len(seeds["scaling"]) == 5 and len(seeds["rewind"]) == len(seeds["qbn"]) == 3  # claim 1: 5 seeds
     with pytest.raises(QbnError, match=r"rewind K=0.3 is not in rewind.save_shares"):
         plan(study_cfg(tmp_path, "scale=smoke", "scale.rewind.grid=[{epochs: 2, K: [0.3], controls: [], freeze: []}]"))
 
@@ -89,7 +106,7 @@ def test_with_wandb_every_run_is_in_one_project_grouped_by_stage_and_tagged(tmp_
     cfg = study_cfg(tmp_path, "scale=smoke", "logger=wandb")
     planner = Planner(cfg)
     for stage, jobs in plan(cfg).items():
-        run = compose_cfg(tmp_path / "run", planner.base(stage, jobs[0].recipe))   # the overrides every run starts with
+        run = compose_cfg(tmp_path / "run", planner.base(stage, jobs[0].recipe))  # the overrides every run starts with
         assert run.logger.wandb.project == "qbn-study"
         assert run.logger.wandb.group == stage
         assert list(run.logger.wandb.tags) == [f"recipe_{jobs[0].recipe}", "scale_smoke"]
@@ -97,8 +114,9 @@ def test_with_wandb_every_run_is_in_one_project_grouped_by_stage_and_tagged(tmp_
 
 def _fake_run(run_dir: Path, status: str = "completed", **extra) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "summary.json").write_text(json.dumps({"status": status, "test/acc": 0.5, "wall_s": 3.0, "epochs": 2,
-                                                      "seed": 0, **extra}))
+    (run_dir / "summary.json").write_text(
+        json.dumps({"status": status, "test/acc": 0.5, "wall_s": 3.0, "epochs": 2, "seed": 0, **extra})
+    )
 
 
 class FakeTrain:
@@ -124,10 +142,10 @@ def test_second_invocation_trains_nothing_complete_and_reruns_failed_and_interru
     assert fake.runs == []
     out = capsys.readouterr().out
     assert "scaling: 8/8 done, 0 to run" in out
-    assert not (tmp_path / "study" / "study.json").exists()   # an invocation that ran nothing is not cited
+    assert not (tmp_path / "study" / "study.json").exists()  # an invocation that ran nothing is not cited
 
     _fake_run(tmp_path / "study" / "scaling" / "adam_cosine-nobn-none-s1", status="failed", error="RuntimeError: boom")
-    _fake_run(tmp_path / "study" / "scaling" / "adam_cosine-bn-xnor-s0", status="running")   # killed: no process left
+    _fake_run(tmp_path / "study" / "scaling" / "adam_cosine-bn-xnor-s0", status="running")  # killed: no process left
     assert Runner(cfg).run() == 0
     assert sorted(fake.runs) == ["scaling/adam_cosine-bn-xnor-s0", "scaling/adam_cosine-nobn-none-s1"]
     out = capsys.readouterr().out
@@ -157,10 +175,12 @@ def test_a_stage_whose_trunks_are_missing_says_what_to_run_first(tmp_path, monke
     fake = FakeTrain()
     monkeypatch.setattr(runner_module, "_run_process", fake)
     assert Runner(cfg).run() == 1
-    assert all("-freeze-" in r for r in fake.runs)   # freezing needs no trunk: those ran
+    assert all("-freeze-" in r for r in fake.runs)  # freezing needs no trunk: those ran
     out = capsys.readouterr().out
-    assert ("rewind/e2-s0-init-k0.5: waits for scaling/adam_cosine-bn-xnor-s0 (not complete; the scaling stage runs them: "
-            "python -m qbn.study scale=smoke 'stages=[scaling]')") in out
+    assert (
+        "rewind/e2-s0-init-k0.5: waits for scaling/adam_cosine-bn-xnor-s0 (not complete; the scaling stage runs them: "
+        "python -m qbn.study scale=smoke 'stages=[scaling]')"
+    ) in out
 
 
 def test_unknown_stage_is_one_clear_error(tmp_path):
@@ -189,8 +209,8 @@ def test_sigterm_stops_every_run_and_the_study_without_waiting(tmp_path, monkeyp
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         timer.cancel()
-    assert time.time() - t0 < 60          # the sleeping runs were stopped, not waited for
-    assert len(set(started)) == 2         # the two running; none started after the signal
+    assert time.time() - t0 < 60  # the sleeping runs were stopped, not waited for
+    assert len(set(started)) == 2  # the two running; none started after the signal
     assert not runner_module.LIVE
 
 
@@ -209,31 +229,49 @@ sys.exit(0 if ok else 1)
 def test_launcher_submitit_runs_each_run_as_a_job_and_reports_its_end(tmp_path, monkeypatch, capsys):
     """launcher=submitit_local sends each run through submitit (the cluster path: launcher=slurm
     differs only in submitit's cluster), `jobs` at a time; the job's output is in the run's log."""
-    cfg = study_cfg(tmp_path, "scale=smoke", "stages=[scaling]", "report=false", "launcher=submitit_local", "jobs=2",
-                    "only=scaling/adam_cosine-bn-*-s0")
+    cfg = study_cfg(
+        tmp_path,
+        "scale=smoke",
+        "stages=[scaling]",
+        "report=false",
+        "launcher=submitit_local",
+        "jobs=2",
+        "only=scaling/adam_cosine-bn-*-s0",
+    )
     monkeypatch.setattr(Runner, "command", lambda self, job: [sys.executable, "-c", _JOB, str(self.dir / job.key)])
-    monkeypatch.setattr(runner_module, "_run_process", lambda *a: pytest.fail("a local process with launcher=submitit_local"))
-    assert Runner(cfg).run() == 1   # the 'none' run failed
+    monkeypatch.setattr(
+        runner_module, "_run_process", lambda *a: pytest.fail("a local process with launcher=submitit_local")
+    )
+    assert Runner(cfg).run() == 1  # the 'none' run failed
     out = capsys.readouterr().out
     study = tmp_path / "study"
     assert "scaling: 0/2 done, 2 to run" in out
     assert "scaling/adam_cosine-bn-xnor-s0: completed (test acc 50.00 %" in out
     assert "training adam_cosine-bn-xnor-s0" in (study / "scaling" / "logs" / "adam_cosine-bn-xnor-s0.log").read_text()
     assert "scaling/adam_cosine-bn-none-s0: failed: ValueError: bad" in out
-    assert any((study / ".submitit").iterdir())   # submitit's job files
+    assert any((study / ".submitit").iterdir())  # submitit's job files
 
 
 def test_unknown_launcher_or_slurm_without_a_cluster_is_one_clear_error(tmp_path):
     with pytest.raises(runner_module.StudyError, match="launcher=pbs: choose local, slurm or submitit_local"):
         Runner(study_cfg(tmp_path, "scale=smoke", "launcher=pbs"))
-    if shutil.which("srun") is None:   # this machine: no SLURM
-        with pytest.raises(QbnError, match=r"launcher=slurm: .*srun.* Run the study on the cluster's login node, or launcher=local here"):
+    if shutil.which("srun") is None:  # this machine: no SLURM
+        with pytest.raises(
+            QbnError,
+            match=r"launcher=slurm: .*srun.* Run the study on the cluster's login node, or launcher=local here",
+        ):
             Runner(study_cfg(tmp_path, "scale=smoke", "launcher=slurm", "submitit.slurm_partition=gpu"))
 
 
 def test_study_options_stay_the_studys_and_the_rest_go_to_every_run():
     from qbn.study.__main__ import split_overrides
 
-    assert split_overrides(["scale=smoke", "launcher=slurm", "submitit.mem_gb=8", "jobs=4", "trainer=gpu",
-                            "dataset.train_subset=5000"]) == [
-        "scale=smoke", "launcher=slurm", "submitit.mem_gb=8", "jobs=4", 'train=["trainer=gpu","dataset.train_subset=5000"]']
+    assert split_overrides(
+        ["scale=smoke", "launcher=slurm", "submitit.mem_gb=8", "jobs=4", "trainer=gpu", "dataset.train_subset=5000"]
+    ) == [
+        "scale=smoke",
+        "launcher=slurm",
+        "submitit.mem_gb=8",
+        "jobs=4",
+        'train=["trainer=gpu","dataset.train_subset=5000"]',
+    ]

@@ -104,7 +104,7 @@ class Run:
         if name == "null_top8":
             cov = null.get("coverage")
             return cov[7] if isinstance(cov, list) and len(cov) > 7 else cov if isinstance(cov, (int, float)) else None
-        return null.get(name[len("null_"):])
+        return null.get(name[len("null_") :])
 
 
 def read_study(study_dir: str | Path) -> list[Run]:

@@ -17,7 +17,7 @@ def _gpu_count() -> int:
     return torch.cuda.device_count()
 
 
-LIVE: set[subprocess.Popen] = set()   # the runs training now (several with jobs > 1)
+LIVE: set[subprocess.Popen] = set()  # the runs training now (several with jobs > 1)
 
 
 def _run_process(command: list[str], out, env: dict) -> int:
@@ -45,10 +45,9 @@ def stop_live_runs() -> None:
 
 def _stop_on_sigterm() -> None:
     """SIGTERM (a cluster's time limit, `kill`) stops the study like Ctrl-C does."""
+
     def handler(signum, frame):
         raise KeyboardInterrupt
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, handler)
-
-

@@ -35,11 +35,11 @@ class Job:
     stage: str
     name: str
     overrides: list[str]
-    epochs: int                 # epochs this run trains (for the time estimate)
+    epochs: int  # epochs this run trains (for the time estimate)
     recipe: str
     needs: list[str] = field(default_factory=list)  # "<stage>/<job>" that must be complete first
-    export: bool = False        # pack the trained model and measure accuracy from the file
-    epoch_cost: float = 1.0     # an epoch's cost relative to a plain BWN epoch (distillation: a teacher too)
+    export: bool = False  # pack the trained model and measure accuracy from the file
+    epoch_cost: float = 1.0  # an epoch's cost relative to a plain BWN epoch (distillation: a teacher too)
 
     @property
     def key(self) -> str:
@@ -86,8 +86,12 @@ class Planner:
         if cfg.paths.get("data_dir"):
             out.append(f"paths.data_dir={cfg.paths.data_dir}")
         if cfg.logger == "wandb":
-            out += ["logger=wandb", f"logger.wandb.project={cfg.wandb_project}", f"logger.wandb.group={stage}",
-                    f"logger.wandb.tags=[recipe_{recipe},scale_{self.scale.name}]"]
+            out += [
+                "logger=wandb",
+                f"logger.wandb.project={cfg.wandb_project}",
+                f"logger.wandb.group={stage}",
+                f"logger.wandb.tags=[recipe_{recipe},scale_{self.scale.name}]",
+            ]
         return out
 
     def run_dir(self, key: str) -> Path:
@@ -104,10 +108,14 @@ class Planner:
             for norm in s.scaling.norms:
                 for scheme in s.scaling.schemes:
                     if scheme == "fp" and norm != "batch":
-                        continue   # the full-precision reference keeps its BatchNorm
+                        continue  # the full-precision reference keeps its BatchNorm
                     for seed in s.scaling.seeds:
-                        o = [*self.base("scaling", recipe), f"trainer.max_epochs={s.epochs}",
-                             "binary=fp" if scheme == "fp" else f"scaling={scheme}", f"seed={seed}"]
+                        o = [
+                            *self.base("scaling", recipe),
+                            f"trainer.max_epochs={s.epochs}",
+                            "binary=fp" if scheme == "fp" else f"scaling={scheme}",
+                            f"seed={seed}",
+                        ]
                         if norm != "batch":
                             o.append(f"{K.NORM}={norm}")
                         if recipe == s.rewind.recipe and scheme == "xnor" and norm == "batch":
@@ -127,16 +135,23 @@ class Planner:
                     jobs.append(Job("signs", f"{recipe}-e{length}-s{seed}", o, length, recipe))
             if s.signs.constant:
                 for seed in s.seeds:
-                    o = [*self.base("signs", recipe), "scaling=xnor", f"trainer.max_epochs={s.epochs}",
-                         "scheduler=constant", f"seed={seed}"]
+                    o = [
+                        *self.base("signs", recipe),
+                        "scaling=xnor",
+                        f"trainer.max_epochs={s.epochs}",
+                        "scheduler=constant",
+                        f"seed={seed}",
+                    ]
                     jobs.append(Job("signs", f"{recipe}-constant-e{s.epochs}-s{seed}", o, s.epochs, recipe))
         return jobs
 
     def _trunk(self, seed: int, epochs: int, planned: set[str]) -> str:
         key = trunk_key(self.cfg, seed, epochs)
         if key not in planned:
-            raise QbnError(f"scale={self.scale.name}: no trunk of {epochs} epochs for seed {seed} ({key}); "
-                           f"give {epochs} in lengths (and seed {seed} in seeds and scaling.seeds)")
+            raise QbnError(
+                f"scale={self.scale.name}: no trunk of {epochs} epochs for seed {seed} ({key}); "
+                f"give {epochs} in lengths (and seed {seed} in seeds and scaling.seeds)"
+            )
         return key
 
     def rewind(self) -> list[Job]:
@@ -149,18 +164,25 @@ class Planner:
             length = int(entry.epochs)
             missing = [f for f in entry.K if float(f) not in saved]
             if missing:
-                raise QbnError(f"scale={s.name}: rewind K={missing[0]:g} is not in rewind.save_shares "
-                               f"{[float(f) for f in r.save_shares]}: the trunks would not save it")
+                raise QbnError(
+                    f"scale={s.name}: rewind K={missing[0]:g} is not in rewind.save_shares "
+                    f"{[float(f) for f in r.save_shares]}: the trunks would not save it"
+                )
             for seed in s.seeds:
                 trunk = self._trunk(seed, length, planned)
                 common = [*self.base("rewind", r.recipe), f"trainer.max_epochs={length}", f"seed={seed}"]
                 specs = [(share_slug(float(f)), K.share_spec(float(f))) for f in entry.K]
                 specs += [(share_slug(0) if c == "init" else str(c), str(c)) for c in entry.controls]
                 for slug, spec in specs:
-                    o = [*common, "rewind=rewound", f"{K.REWIND_TRUNK}={self.run_dir(trunk)}", f"{K.REWIND_SIGNS}={spec}",
-                         f"{K.REWIND_WEIGHTS}=init"]
+                    o = [
+                        *common,
+                        "rewind=rewound",
+                        f"{K.REWIND_TRUNK}={self.run_dir(trunk)}",
+                        f"{K.REWIND_SIGNS}={spec}",
+                        f"{K.REWIND_WEIGHTS}=init",
+                    ]
                     jobs.append(Job("rewind", f"e{length}-s{seed}-init-{slug}", o, length, r.recipe, [trunk]))
-                for f in entry.freeze:   # no trunk needed: the same seed runs as the trunk did up to step K
+                for f in entry.freeze:  # no trunk needed: the same seed runs as the trunk did up to step K
                     o = [*common, "scaling=xnor", "rewind=freeze", f"{K.FREEZE_AT}={K.share_spec(float(f))}"]
                     jobs.append(Job("rewind", f"e{length}-s{seed}-freeze-{share_slug(float(f))}", o, length, r.recipe))
         return jobs
@@ -169,13 +191,19 @@ class Planner:
         s = self.scale
         q = s.qbn
         planned = {j.key for j in self.scaling() + self.signs()}
-        jobs: dict[str, Job] = {}   # by key: entries of one (BWN length, fine-tune) share their controls
+        jobs: dict[str, Job] = {}  # by key: entries of one (BWN length, fine-tune) share their controls
         for entry in q.grid:
             bwn_epochs, epochs = int(entry.bwn_epochs), int(entry.epochs)
             for seed in s.seeds:
                 bwn = self._trunk(seed, bwn_epochs, planned)
-                common = [*self.base("qbn", q.recipe), f"{K.QBN_CODEBOOK}={q.codebook}", f"{K.QBN_FROM}={self.run_dir(bwn)}",
-                          f"trainer.max_epochs={epochs}", f"optimizer.lr={q.lr}", f"seed={seed}"]
+                common = [
+                    *self.base("qbn", q.recipe),
+                    f"{K.QBN_CODEBOOK}={q.codebook}",
+                    f"{K.QBN_FROM}={self.run_dir(bwn)}",
+                    f"trainer.max_epochs={epochs}",
+                    f"optimizer.lr={q.lr}",
+                    f"seed={seed}",
+                ]
                 if fp_key(self.cfg, seed) in planned and bwn_epochs == int(s.epochs):
                     common.append(f"{K.QBN_FP_REFERENCE}={self.run_dir(fp_key(self.cfg, seed))}")
                 prefix = f"e{bwn_epochs}-f{epochs}-s{seed}"
@@ -187,11 +215,21 @@ class Planner:
                             distill.append(f"{K.DISTILL_TEMPERATURE}={q.temperature}")
                     cost = float(s.cost.distill) if float(weight) > 0 else 1.0
                     runs = [(f"control-{distill_slug(weight)}", "topk", K.CONTROL_BITS)]
-                    runs += [(f"{m}-{distill_slug(weight)}-n{n}", str(m), int(n)) for m in entry.methods for n in entry.bits]
+                    runs += [
+                        (f"{m}-{distill_slug(weight)}-n{n}", str(m), int(n)) for m in entry.methods for n in entry.bits
+                    ]
                     for name, method, bits in runs:
                         o = [*common, f"{K.QBN_METHOD}={method}", f"{K.QBN_BITS}={bits}", *distill]
-                        job = Job("qbn", f"{prefix}-{name}", o, epochs, q.recipe, [bwn], export=True,
-                                  epoch_cost=cost * (float(s.cost.learned) if method == "learned" else 1.0))
+                        job = Job(
+                            "qbn",
+                            f"{prefix}-{name}",
+                            o,
+                            epochs,
+                            q.recipe,
+                            [bwn],
+                            export=True,
+                            epoch_cost=cost * (float(s.cost.learned) if method == "learned" else 1.0),
+                        )
                         jobs.setdefault(job.key, job)
         return list(jobs.values())
 

@@ -15,7 +15,11 @@ from .plan import Job, plan
 
 def cpu_seconds(job: Job, cost: DictConfig) -> float:
     """One run's CPU seconds: start-up and test, its epochs (at its relative cost), its packing."""
-    return float(cost.run_s) + job.epochs * job.epoch_cost * float(cost.epoch_s) + (float(cost.pack_s) if job.export else 0.0)
+    return (
+        float(cost.run_s)
+        + job.epochs * job.epoch_cost * float(cost.epoch_s)
+        + (float(cost.pack_s) if job.export else 0.0)
+    )
 
 
 def group_of(job: Job) -> str:
@@ -28,8 +32,11 @@ def plan_report(cfg: DictConfig, runs: bool = False) -> str:
     stages = plan(cfg)
     cost = cfg.scale.cost
     unit = cost.get("unit", "CPU")
-    lines = [f"scale={cfg.scale.name}: cost model {float(cost.epoch_s):g} {unit} s per epoch, {float(cost.run_s):g} per run, "
-             f"{float(cost.pack_s):g} per packing (conf/study/scale/{cfg.scale.name}.yaml)", ""]
+    lines = [
+        f"scale={cfg.scale.name}: cost model {float(cost.epoch_s):g} {unit} s per epoch, "
+        f"{float(cost.run_s):g} per run, {float(cost.pack_s):g} per packing (conf/study/scale/{cfg.scale.name}.yaml)",
+        "",
+    ]
     total_runs = total_epochs = total_s = 0.0
     for stage in cfg.stages:
         jobs = stages[stage]
@@ -44,8 +51,14 @@ def plan_report(cfg: DictConfig, runs: bool = False) -> str:
             if runs:
                 lines += [f"  {j.key}: {j.epochs} epochs, {cpu_seconds(j, cost):,.0f} {unit} s" for j in js]
             else:
-                lines.append(f"  {name}: {len(js)} runs x {js[0].epochs} epochs, {sum(cpu_seconds(j, cost) for j in js):,.0f} {unit} s")
+                seconds = sum(cpu_seconds(j, cost) for j in js)
+                lines.append(f"  {name}: {len(js)} runs x {js[0].epochs} epochs, {seconds:,.0f} {unit} s")
     jobs = int(cfg.jobs)
-    lines += ["", f"total: {total_runs:.0f} runs, {total_epochs:.0f} epochs, {total_s:,.0f} {unit} s = {total_s / 3600:.1f} {unit} h; "
-              f"{total_s / 3600 / max(1, jobs):.1f} h with jobs={jobs} (runs side by side slowing each other down not counted)"]
+    lines += [
+        "",
+        f"total: {total_runs:.0f} runs, {total_epochs:.0f} epochs, {total_s:,.0f} {unit} s "
+        f"= {total_s / 3600:.1f} {unit} h; "
+        f"{total_s / 3600 / max(1, jobs):.1f} h with jobs={jobs} "
+        "(runs side by side slowing each other down not counted)",
+    ]
     return "\n".join(lines)

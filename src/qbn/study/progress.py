@@ -21,15 +21,24 @@ def _duration(seconds: float) -> str:
 class Progress:
     """Counts and time estimates over a plan; `state(job)` says where a job stands (done, new, ...)."""
 
-    def __init__(self, cfg: DictConfig, study_dir: Path, plan: dict[str, list[Job]], jobs: dict[str, Job],
-                 state: Callable[[Job], str], timings: list[tuple[int, float]]):
+    def __init__(
+        self,
+        cfg: DictConfig,
+        study_dir: Path,
+        plan: dict[str, list[Job]],
+        jobs: dict[str, Job],
+        state: Callable[[Job], str],
+        timings: list[tuple[int, float]],
+    ):
         self.cfg, self.dir, self.plan, self.jobs, self.state, self.timings = cfg, study_dir, plan, jobs, state, timings
 
     def seconds_per_epoch(self) -> tuple[float, str]:
         """Wall seconds per epoch of a run, process start included: from the runs this invocation
         trained, else from the completed runs' summary.json (training only), else the scale's guess."""
         if self.timings:
-            return sum(t for _, t in self.timings) / max(1, sum(e for e, _ in self.timings)), "measured on this invocation's runs"
+            return sum(t for _, t in self.timings) / max(
+                1, sum(e for e, _ in self.timings)
+            ), "measured on this invocation's runs"
         wall = epochs = 0.0
         for job in self.jobs.values():
             s = read_summary(self.dir / job.key) or {}
@@ -51,13 +60,17 @@ class Progress:
         todo = [j for j, st in zip(jobs, states, strict=True) if st != "done"]
         extra = [f"{states.count(k)} {k}" for k in ("interrupted", "failed", "unpacked") if states.count(k)]
         left = self.left(todo)
-        return (f"{stage}: {done}/{len(jobs)} done, {len(todo)} to run" + (f" ({', '.join(extra)})" if extra else "")
-                + (f", about {_duration(left)} left" if todo else ""))
+        return (
+            f"{stage}: {done}/{len(jobs)} done, {len(todo)} to run"
+            + (f" ({', '.join(extra)})" if extra else "")
+            + (f", about {_duration(left)} left" if todo else "")
+        )
 
     def total_line(self) -> str:
         todo = [j for s in self.cfg.stages for j in self.plan[s] if self.state(j) != "done"]
         spe, source = self.seconds_per_epoch()
         total = sum(len(self.plan[s]) for s in self.cfg.stages)
-        return (f"study {self.dir}: {total - len(todo)}/{total} runs done; about {_duration(self.left(todo))} left "
-                f"at {spe:.0f} s per epoch ({source}), {self.cfg.jobs} at a time")
-
+        return (
+            f"study {self.dir}: {total - len(todo)}/{total} runs done; about {_duration(self.left(todo))} left "
+            f"at {spe:.0f} s per epoch ({source}), {self.cfg.jobs} at a time"
+        )

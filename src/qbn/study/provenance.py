@@ -26,8 +26,9 @@ def _commit() -> str:
     try:
         root = Path(__file__).resolve().parents[3]
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain"],
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True, timeout=10
+        )
         if out.returncode == 0:
             return out.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
     except OSError:
@@ -37,8 +38,10 @@ def _commit() -> str:
 
 def machine() -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {gpu}; "
-            f"Python {platform.python_version()}, torch {torch.__version__}")
+    return (
+        f"{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {gpu}; "
+        f"Python {platform.python_version()}, torch {torch.__version__}"
+    )
 
 
 def record_invocation(study_dir: Path, cfg: DictConfig, wall_s: int | None = None) -> None:
@@ -51,7 +54,12 @@ def record_invocation(study_dir: Path, cfg: DictConfig, wall_s: int | None = Non
         write_json(path, data)
         return
     data.setdefault("scale", cfg.scale.name)
-    data.setdefault("invocations", []).append({
-        "command": shlex.join(["python", "-m", "qbn.study", *sys.argv[1:]]), "commit": _commit(), "machine": machine(),
-        "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")})
+    data.setdefault("invocations", []).append(
+        {
+            "command": shlex.join(["python", "-m", "qbn.study", *sys.argv[1:]]),
+            "commit": _commit(),
+            "machine": machine(),
+            "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        }
+    )
     write_json(path, data)

@@ -28,8 +28,11 @@ WORD = re.compile(r"[\w.:/+\-]+")
 def stray_numbers(text: str) -> list[str]:
     """The numbers of `text` that are not cited by key (the rule above)."""
     t = ALLOWED.sub(" ", PLACEHOLDER.sub(" ", text))
-    return [w.rstrip(".:/-") for w in (m.group() for m in WORD.finditer(t))
-            if re.search(r"\d", w) and not re.match(r"[A-Za-z_]", w)]
+    return [
+        w.rstrip(".:/-")
+        for w in (m.group() for m in WORD.finditer(t))
+        if re.search(r"\d", w) and not re.match(r"[A-Za-z_]", w)
+    ]
 
 
 def read_readings(study_dir: Path, sections: list[str]) -> dict[str, str]:
@@ -44,12 +47,16 @@ def read_readings(study_dir: Path, sections: list[str]) -> dict[str, str]:
         if line.startswith("## "):
             key = line[3:].strip()
             if key not in sections:
-                raise QbnError(f"{path}: unknown section '## {key}'; readings are keyed by one of: {', '.join(sections)}")
+                raise QbnError(
+                    f"{path}: unknown section '## {key}'; readings are keyed by one of: {', '.join(sections)}"
+                )
             readings[key] = []
         elif key is not None:
             readings[key].append(line)
         elif line.strip():
-            raise QbnError(f"{path}: text before the first '## <section>' heading; start with one of: {', '.join(sections)}")
+            raise QbnError(
+                f"{path}: text before the first '## <section>' heading; start with one of: {', '.join(sections)}"
+            )
     texts = {k: "\n".join(v).strip() for k, v in readings.items()}
     return {k: t for k, t in texts.items() if t}
 
@@ -59,8 +66,10 @@ def fill(text: str, numbers: dict[str, str], where: str) -> str:
     stray number (`where`: the file and section, for the message)."""
     stray = stray_numbers(text)
     if stray:
-        raise QbnError(f"{where}: the number '{stray[0]}' is not cited by key; write {{key}} for a generated number "
-                       "(the keys are in numbers.json beside RESULTS.md)")
+        raise QbnError(
+            f"{where}: the number '{stray[0]}' is not cited by key; write {{key}} for a generated number "
+            "(the keys are in numbers.json beside RESULTS.md)"
+        )
 
     def one(m: re.Match) -> str:
         key = m.group(1).strip()

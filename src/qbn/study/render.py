@@ -14,7 +14,7 @@ from .results import Cell, Figure, Num, Panel, Section, Table
 from .stats import Estimate
 
 FIGURES = "figures"
-MORE_DIGITS = 3     # at most this many extra decimals to show an interval's width
+MORE_DIGITS = 3  # at most this many extra decimals to show an interval's width
 
 
 def number(value: float, digits: int, signed: bool) -> str:
@@ -78,8 +78,10 @@ def _draw_panel(ax, p: Panel) -> None:
         ys = [s.scale * e.mean for e in s.y]
         have = all(e.n > 1 and not e.all_equal for e in s.y)
         if s.band and have:
-            line, = ax.plot(s.x, ys, marker=s.marker, ms=3, label=s.label)
-            ax.fill_between(s.x, [s.scale * e.lo for e in s.y], [s.scale * e.hi for e in s.y], color=line.get_color(), alpha=0.15)
+            (line,) = ax.plot(s.x, ys, marker=s.marker, ms=3, label=s.label)
+            ax.fill_between(
+                s.x, [s.scale * e.lo for e in s.y], [s.scale * e.hi for e in s.y], color=line.get_color(), alpha=0.15
+            )
         else:
             err = [[s.scale * (e.mean - e.lo) for e in s.y], [s.scale * (e.hi - e.mean) for e in s.y]] if have else None
             ax.errorbar(s.x, ys, yerr=err, marker=s.marker, capsize=4, label=s.label)
@@ -120,7 +122,9 @@ def section_markdown(study_dir: Path, s: Section) -> str:
     if s.rule:
         lines += [f"Rule: {s.rule}", ""]
     for v in s.verdicts:
-        detail = f" ({v.detail_label + ': ' if v.detail_label else ''}{cell_text(v.detail)})" if v.detail is not None else ""
+        detail = (
+            f" ({v.detail_label + ': ' if v.detail_label else ''}{cell_text(v.detail)})" if v.detail is not None else ""
+        )
         lines.append(f"- {v.label}: **{v.verdict}**{detail}")
     if s.verdicts:
         lines.append("")
@@ -130,4 +134,3 @@ def section_markdown(study_dir: Path, s: Section) -> str:
         if any(p.series or p.lines for p in f.panels):
             lines += [draw(study_dir, f), ""]
     return "\n".join(lines).rstrip()
-

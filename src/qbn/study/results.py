@@ -27,24 +27,24 @@ Cell = Num | str | int | float | None
 
 @dataclass
 class Row:
-    key: str | None            # the reading key of the row (None: not citable): <key>.<column key>
+    key: str | None  # the reading key of the row (None: not citable): <key>.<column key>
     cells: list[Cell]
 
 
 @dataclass
 class Table:
     columns: list[str]
-    column_keys: list[str | None]   # per column, the last part of its cells' keys (None: not citable)
+    column_keys: list[str | None]  # per column, the last part of its cells' keys (None: not citable)
     rows: list[Row] = field(default_factory=list)
     caption: str = ""
 
 
 @dataclass
 class Verdict:
-    label: str                 # what it is about, e.g. "with BatchNorm"
-    verdict: str               # held | did not hold | inconclusive | ..., or a finding such as "K = 1/8"
-    key: str                   # the reading key of `verdict`
-    detail: Cell = None        # the number it read
+    label: str  # what it is about, e.g. "with BatchNorm"
+    verdict: str  # held | did not hold | inconclusive | ..., or a finding such as "K = 1/8"
+    key: str  # the reading key of `verdict`
+    detail: Cell = None  # the number it read
     detail_label: str = ""
 
 
@@ -52,9 +52,9 @@ class Verdict:
 class Series:
     label: str
     x: list[float]
-    y: list[Estimate]          # shown: scale * mean, bars or band: the interval
+    y: list[Estimate]  # shown: scale * mean, bars or band: the interval
     scale: float = 100.0
-    band: bool = False         # a shaded band instead of error bars
+    band: bool = False  # a shaded band instead of error bars
     marker: str = "o"
 
 
@@ -75,26 +75,26 @@ class Panel:
     ylabel: str
     series: list[Series] = field(default_factory=list)
     lines: list[Line] = field(default_factory=list)
-    xticks: list[str] | None = None   # categorical x: series' x are 0..len-1
-    margin: float | None = None       # a ±margin band around 0 (in shown units)
+    xticks: list[str] | None = None  # categorical x: series' x are 0..len-1
+    margin: float | None = None  # a ±margin band around 0 (in shown units)
     xlog: bool = False
 
 
 @dataclass
 class Figure:
-    name: str                  # file name under figures/
+    name: str  # file name under figures/
     panels: list[Panel]
 
 
 @dataclass
 class Section:
-    key: str                   # readings.md's '## <key>'
+    key: str  # readings.md's '## <key>'
     title: str
     rule: str = ""
     verdicts: list[Verdict] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     figures: list[Figure] = field(default_factory=list)
-    empty: str | None = None   # said instead of everything else when there is nothing to show
+    empty: str | None = None  # said instead of everything else when there is nothing to show
 
 
 def share_text(share: float) -> str:

@@ -57,23 +57,27 @@ class Runner:
         unknown = [s for s in cfg.stages if s not in STAGES]
         if unknown:
             raise StudyError(f"stages={list(cfg.stages)}: unknown stage {unknown[0]}; choose from {', '.join(STAGES)}")
-        self.jobs = {j.key: j for jobs in self.plan.values() for j in jobs}   # every job: `needs` look here
+        self.jobs = {j.key: j for jobs in self.plan.values() for j in jobs}  # every job: `needs` look here
         if cfg.get("only"):  # some runs only (a glob over <stage>/<run>), e.g. to redo one
             self.plan = {s: [j for j in jobs if fnmatch.fnmatch(j.key, cfg.only)] for s, jobs in self.plan.items()}
             if not any(self.plan[s] for s in cfg.stages):
-                raise StudyError(f"only={cfg.only} matches no run of stages {list(cfg.stages)} (runs are named <stage>/<run>, "
-                                 f"e.g. {next(iter(self.jobs))})")
+                raise StudyError(
+                    f"only={cfg.only} matches no run of stages {list(cfg.stages)} (runs are named <stage>/<run>, "
+                    f"e.g. {next(iter(self.jobs))})"
+                )
         self.failed: list[str] = []
         self.waiting: list[str] = []
         self.timings: list[tuple[int, float]] = []  # (epochs, wall seconds) of the runs trained now
         self.stopping = False
-        self._slot = threading.local()   # which of the `jobs` run slots this thread is
+        self._slot = threading.local()  # which of the `jobs` run slots this thread is
         self._record_lock = threading.Lock()
-        self._recorded = False   # this invocation is in study.json (once it trains or packs a run)
+        self._recorded = False  # this invocation is in study.json (once it trains or packs a run)
         self.gpus = _gpu_count()
         if cfg.launcher != "local" and cfg.launcher not in submit.CLUSTERS:
             raise StudyError(f"launcher={cfg.launcher}: choose local, slurm or submitit_local")
-        self.executor = None if cfg.launcher == "local" else submit.executor(cfg.launcher, self.dir / ".submitit", cfg.submitit)
+        self.executor = (
+            None if cfg.launcher == "local" else submit.executor(cfg.launcher, self.dir / ".submitit", cfg.submitit)
+        )
         self.progress = Progress(cfg, self.dir, self.plan, self.jobs, self.state, self.timings)
 
     # ---- state and estimates (qbn.study.progress)
@@ -116,8 +120,11 @@ class Runner:
         missing = [k for k in job.needs if self.state(self.jobs[k]) != "done"]
         if missing:
             self.waiting.append(job.key)
-            print(f"  {job.key}: waits for {', '.join(missing)} (not complete; the {missing[0].split('/')[0]} stage "
-                  f"runs them: python -m qbn.study scale={self.cfg.scale.name} 'stages=[{missing[0].split('/')[0]}]')", flush=True)
+            print(
+                f"  {job.key}: waits for {', '.join(missing)} (not complete; the {missing[0].split('/')[0]} stage "
+                f"runs them: python -m qbn.study scale={self.cfg.scale.name} 'stages=[{missing[0].split('/')[0]}]')",
+                flush=True,
+            )
             return
         self._record_start()
         before = self.state(job)
@@ -137,7 +144,9 @@ class Runner:
         if s.get("status") == "completed" and job.export:
             dataset = [o for o in job.overrides if o.startswith(("dataset", "paths.data_dir"))]
             with open(log_path, "a") as out:
-                code = self.launch([sys.executable, "-m", "qbn.study.pack", str(run_dir), *dataset], out, log_path, self.job_env())
+                code = self.launch(
+                    [sys.executable, "-m", "qbn.study.pack", str(run_dir), *dataset], out, log_path, self.job_env()
+                )
             s = read_summary(run_dir) or {}
             if code or "export/test_acc" not in s:  # reported now, packed again next time
                 s = {**s, "status": "failed", "error": f"packing or evaluating the file failed (exit {code})"}
@@ -145,12 +154,17 @@ class Runner:
             if before == "new":
                 self.timings.append((max(1, job.epochs), time.time() - start))
             acc = s.get("export/test_acc", s.get("test/acc"))
-            print(f"  {job.key}: completed ({'resumed, ' if before == 'interrupted' else ''}test acc "
-                  f"{100 * acc:.2f} %, {time.time() - start:.0f} s)", flush=True)
+            print(
+                f"  {job.key}: completed ({'resumed, ' if before == 'interrupted' else ''}test acc "
+                f"{100 * acc:.2f} %, {time.time() - start:.0f} s)",
+                flush=True,
+            )
         else:
             self.failed.append(job.key)
-            print(f"  {job.key}: {s.get('status', 'failed')}: {s.get('error', 'no summary.json')} "
-                  f"(log: {log_path})", flush=True)
+            print(
+                f"  {job.key}: {s.get('status', 'failed')}: {s.get('error', 'no summary.json')} (log: {log_path})",
+                flush=True,
+            )
 
     def _record_start(self) -> None:
         """Cite this invocation in study.json when it first trains or packs a run: one that finds
@@ -179,7 +193,7 @@ class Runner:
             try:
                 list(pool.map(in_slot, todo))
             except KeyboardInterrupt:
-                self.stopping = True   # no worker starts another run
+                self.stopping = True  # no worker starts another run
                 stop_live_runs()
                 raise
             finally:
@@ -194,7 +208,9 @@ class Runner:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise StudyError(f"another python -m qbn.study is running on {self.dir}; wait for it (or stop it) and run again") from None
+                raise StudyError(
+                    f"another python -m qbn.study is running on {self.dir}; wait for it (or stop it) and run again"
+                ) from None
             started = time.time()
             _stop_on_sigterm()
             print(self.total_line(), flush=True)
@@ -210,10 +226,12 @@ class Runner:
             if self._recorded:
                 record_invocation(self.dir, self.cfg, wall_s=round(time.time() - started))
         if self.failed:
-            print(f"study: {len(self.failed)} runs failed ({', '.join(self.failed[:5])}{', ...' if len(self.failed) > 5 else ''}); "
-                  "the same command runs them again", flush=True)
+            print(
+                f"study: {len(self.failed)} runs failed "
+                f"({', '.join(self.failed[:5])}{', ...' if len(self.failed) > 5 else ''}); "
+                "the same command runs them again",
+                flush=True,
+            )
         if self.waiting:
             print(f"study: {len(self.waiting)} runs wait for runs of an earlier stage", flush=True)
         return 1 if self.failed or self.waiting else 0
-
-

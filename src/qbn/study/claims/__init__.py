@@ -16,5 +16,10 @@ from .subbit import subbit_section
 
 def sections(runs: list[Run], study_dir: Path) -> list[Section]:
     """The claims' sections in the report's order (their keys are readings.md's headings)."""
-    return [scaling_section(runs), signs_section(runs), rewind_section(runs), kernels_section(runs),
-            subbit_section(runs, study_dir)]
+    return [
+        scaling_section(runs),
+        signs_section(runs),
+        rewind_section(runs),
+        kernels_section(runs),
+        subbit_section(runs, study_dir),
+    ]

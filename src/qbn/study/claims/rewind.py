@@ -56,12 +56,14 @@ def rewind_section(runs: list[Run]) -> Section:
     if not done:
         s.empty = "No completed runs in rewind/."
         return s
-    s.rule = (f"signs fixed at share K of training keep the trunk's accuracy (same seed, same length) when the "
-              f"{100 * LEVEL:.0f} % interval of the paired difference lies above -{100 * ACCURACY_MARGIN:g} point; wholly "
-              "below: did not hold; else inconclusive. Retrain from init: the trunk's signs at K fixed, every other "
-              "parameter trained again from the trunk's initial state over the whole schedule. Freeze and continue: the "
-              "trunk's own run (same seed) with its signs frozen from step K on. Controls: initial signs (K = 0), random "
-              "signs with each layer's final +1 share, the final signs. Headline: the smallest K that held.")
+    s.rule = (
+        f"signs fixed at share K of training keep the trunk's accuracy (same seed, same length) when the "
+        f"{100 * LEVEL:.0f} % interval of the paired difference lies above -{100 * ACCURACY_MARGIN:g} point; wholly "
+        "below: did not hold; else inconclusive. Retrain from init: the trunk's signs at K fixed, every other "
+        "parameter trained again from the trunk's initial state over the whole schedule. Freeze and continue: the "
+        "trunk's own run (same seed) with its signs frozen from step K on. Controls: initial signs (K = 0), random "
+        "signs with each layer's final +1 share, the final signs. Headline: the smallest K that held."
+    )
     trunk = trunks(runs)
     trunk_acc = {}
     for (epochs, seed), t in trunk.items():
@@ -70,18 +72,43 @@ def rewind_section(runs: list[Run]) -> Section:
     cells: dict[tuple, list[Run]] = {}
     for r in done:
         cells.setdefault((r.epochs, arm_of(r), signs_of(r)), []).append(r)
-    cols = ["length", "arm", "signs fixed", "K", "stable from K on % (trunk)", "seeds", f"test acc % [{100 * LEVEL:.0f} % CI]",
-            "minus trunk, points", "minus random signs, points", "verdict"]
+    cols = [
+        "length",
+        "arm",
+        "signs fixed",
+        "K",
+        "stable from K on % (trunk)",
+        "seeds",
+        f"test acc % [{100 * LEVEL:.0f} % CI]",
+        "minus trunk, points",
+        "minus random signs, points",
+        "verdict",
+    ]
     keys = [None, None, None, None, "stable_at_k", "seeds", "acc", "minus_trunk", "minus_random", "verdict"]
     table = Table(cols, keys)
     headline: dict[tuple[int, str], tuple[float, object]] = {}
     lengths: dict[tuple[str, str], list] = {}
     per_length_panels = {}
     for (epochs, arm, signs), rs in sorted(cells.items(), key=_order):
-        if epochs not in per_length_panels:   # each length's rows start with its trunks
+        if epochs not in per_length_panels:  # each length's rows start with its trunks
             t_runs = [t for (e, _), t in trunk.items() if e == epochs]
-            table.rows.append(Row(f"claim2.rewind.e{epochs}.trunk", [f"{epochs} epochs", "trunk", "its own", "-", None,
-                                                                     len(t_runs), pct(est(t_runs, _acc)), None, None, None]))
+            table.rows.append(
+                Row(
+                    f"claim2.rewind.e{epochs}.trunk",
+                    [
+                        f"{epochs} epochs",
+                        "trunk",
+                        "its own",
+                        "-",
+                        None,
+                        len(t_runs),
+                        pct(est(t_runs, _acc)),
+                        None,
+                        None,
+                        None,
+                    ],
+                )
+            )
             per_length_panels[epochs] = {}
         accs = by_seed(rs, _acc)
         tr = trunk_acc.get(epochs, {})
@@ -93,12 +120,28 @@ def rewind_section(runs: list[Run]) -> Section:
         verdict = "(control)" if control else not_worse(vs_trunk)
         stable = None
         if share is not None:
-            vals = [v for v in (stable_share_at(t, share) for (e, _), t in trunk.items() if e == epochs) if v is not None]
+            vals = [
+                v for v in (stable_share_at(t, share) for (e, _), t in trunk.items() if e == epochs) if v is not None
+            ]
             stable = f"{100 * sum(vals) / len(vals):.1f}" if vals else None
         label = {"k_0": "initial (S_0)", "random": "random", "final": "final"}.get(signs, "S_K")
-        table.rows.append(Row(f"claim2.rewind.e{epochs}.{signs}.{arm}", [
-            f"{epochs} epochs", ARMS.get(arm, arm), label, share_text(share) if share is not None else "-", stable,
-            len(accs), pct(est(rs, _acc)), pct(vs_trunk, True), pct(vs_random, True) if vs_random else None, verdict]))
+        table.rows.append(
+            Row(
+                f"claim2.rewind.e{epochs}.{signs}.{arm}",
+                [
+                    f"{epochs} epochs",
+                    ARMS.get(arm, arm),
+                    label,
+                    share_text(share) if share is not None else "-",
+                    stable,
+                    len(accs),
+                    pct(est(rs, _acc)),
+                    pct(vs_trunk, True),
+                    pct(vs_random, True) if vs_random else None,
+                    verdict,
+                ],
+            )
+        )
         if share is not None and share > 0 and verdict == HELD and (epochs, arm) not in headline:
             headline[(epochs, arm)] = (share, vs_trunk)
         if share is not None and share > 0 or signs == "final":
@@ -111,23 +154,59 @@ def rewind_section(runs: list[Run]) -> Section:
             if not per_length_panels[epochs].get(arm):
                 continue
             found = headline.get((epochs, arm))
-            s.verdicts.append(Verdict(f"{epochs} epochs, {ARMS[arm]}: smallest K within {100 * ACCURACY_MARGIN:g} point of "
-                                      "the trunk", f"K = {share_text(found[0])}" if found else "none of the K tried",
-                                      f"claim2.rewind.e{epochs}.{arm}.smallest_k", pct(found[1], True) if found else None,
-                                      "minus trunk"))
+            s.verdicts.append(
+                Verdict(
+                    f"{epochs} epochs, {ARMS[arm]}: smallest K within {100 * ACCURACY_MARGIN:g} point of the trunk",
+                    f"K = {share_text(found[0])}" if found else "none of the K tried",
+                    f"claim2.rewind.e{epochs}.{arm}.smallest_k",
+                    pct(found[1], True) if found else None,
+                    "minus trunk",
+                )
+            )
     xs = sorted({x for panels in per_length_panels.values() for pts in panels.values() for x, _ in pts})
     ticks = [share_text(x) + (" (final)" if x == 1.0 else "") for x in xs]
     panels = []
     for epochs, arms in sorted(per_length_panels.items()):
-        series = [Series(ARMS.get(arm, arm), [xs.index(x) for x, _ in sorted(pts, key=lambda p: p[0])],
-                         [e for _, e in sorted(pts, key=lambda p: p[0])]) for arm, pts in arms.items()]
-        panels.append(Panel(f"{epochs} epochs", "K (share of training at which the signs are fixed)",
-                            "test acc minus trunk (points, 95 % CI)", series, xticks=ticks, margin=100 * ACCURACY_MARGIN))
+        series = [
+            Series(
+                ARMS.get(arm, arm),
+                [xs.index(x) for x, _ in sorted(pts, key=lambda p: p[0])],
+                [e for _, e in sorted(pts, key=lambda p: p[0])],
+            )
+            for arm, pts in arms.items()
+        ]
+        panels.append(
+            Panel(
+                f"{epochs} epochs",
+                "K (share of training at which the signs are fixed)",
+                "test acc minus trunk (points, 95 % CI)",
+                series,
+                xticks=ticks,
+                margin=100 * ACCURACY_MARGIN,
+            )
+        )
     s.figures.append(Figure("claim2_rewind.png", panels))
-    series = [Series(f"{ARMS.get(arm, arm)}, K = {share_text(share_of(signs)) if share_of(signs) is not None else signs}",
-                     [e for e, _ in sorted(pts, key=lambda p: p[0])], [v for _, v in sorted(pts, key=lambda p: p[0])])
-              for (arm, signs), pts in sorted(lengths.items()) if len(pts) > 1]
-    s.figures.append(Figure("claim2_rewind_lengths.png", [Panel(
-        "fixed signs against training length", "training length (epochs)", "test acc minus trunk (points, 95 % CI)",
-        series, margin=100 * ACCURACY_MARGIN)]))
+    series = [
+        Series(
+            f"{ARMS.get(arm, arm)}, K = {share_text(share_of(signs)) if share_of(signs) is not None else signs}",
+            [e for e, _ in sorted(pts, key=lambda p: p[0])],
+            [v for _, v in sorted(pts, key=lambda p: p[0])],
+        )
+        for (arm, signs), pts in sorted(lengths.items())
+        if len(pts) > 1
+    ]
+    s.figures.append(
+        Figure(
+            "claim2_rewind_lengths.png",
+            [
+                Panel(
+                    "fixed signs against training length",
+                    "training length (epochs)",
+                    "test acc minus trunk (points, 95 % CI)",
+                    series,
+                    margin=100 * ACCURACY_MARGIN,
+                )
+            ],
+        )
+    )
     return s

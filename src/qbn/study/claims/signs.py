@@ -11,12 +11,15 @@ from ..stats import LEVEL, estimate
 from ..verdicts import SETTLE_SHARE, UNTESTED, below
 from .common import est, group_key, group_label, pct, plain
 
-NEVER_FLIP_LIMIT = 0.10   # at most 10 % of the weights ever flip: E_0.90 = 0 by construction
+NEVER_FLIP_LIMIT = 0.10  # at most 10 % of the weights ever flip: E_0.90 = 0 by construction
 
 
 def _xnor_runs(runs: list[Run]) -> list[Run]:
-    return [r for r in completed(runs, "scaling", "signs") if r.scheme == "xnor" and r.binary
-            and (r.get(K.e_frac("0.90")) is not None or r.signs.get("overall"))]
+    return [
+        r
+        for r in completed(runs, "scaling", "signs")
+        if r.scheme == "xnor" and r.binary and (r.get(K.e_frac("0.90")) is not None or r.signs.get("overall"))
+    ]
 
 
 def _epoch_share(r: Run):
@@ -38,17 +41,36 @@ def signs_section(runs: list[Run]) -> Section:
     if not table_groups:
         s.empty = "No completed xnor runs with sign dynamics."
         return s
-    s.rule = (f"signs settle early when the {100 * LEVEL:.0f} % interval of E_0.90 as a share of training steps (the step "
-              f"by which 90 % of the signs made their last flip, over the steps of the run) lies below {SETTLE_SHARE:g}; "
-              f"wholly above: did not hold; else inconclusive. Read over all binarized weights (the definition) and over "
-              f"the weights that ever flip (the others settle at step 0). Where at most {100 * NEVER_FLIP_LIMIT:g} % of the "
-              "weights ever flip in every run, E_0.90 over all weights is 0 by construction: not tested. A constant "
-              "learning rate separates settling early from settling because the learning rate decays.")
-    cols = ["recipe, norm, length", "seeds", "steps", *[f"E_{q} / steps [{100 * LEVEL:.0f} % CI]" for q in K.QUANTILES],
-            "E_0.90 / steps, weights that flip", "weights that ever flip %", "E_0.90 / epochs (epoch level)",
-            "verdict (all weights)", "verdict (weights that flip)"]
-    keys = [None, "seeds", "steps", *[f"E_{q}_frac" for q in K.QUANTILES], "E_0.90_frac_flipped", "ever_flipped",
-            "E_0.90_epochs", "verdict", "verdict_flipped"]
+    s.rule = (
+        f"signs settle early when the {100 * LEVEL:.0f} % interval of E_0.90 as a share of training steps (the step "
+        f"by which 90 % of the signs made their last flip, over the steps of the run) lies below {SETTLE_SHARE:g}; "
+        f"wholly above: did not hold; else inconclusive. Read over all binarized weights (the definition) and over "
+        f"the weights that ever flip (the others settle at step 0). Where at most {100 * NEVER_FLIP_LIMIT:g} % of the "
+        "weights ever flip in every run, E_0.90 over all weights is 0 by construction: not tested. A constant "
+        "learning rate separates settling early from settling because the learning rate decays."
+    )
+    cols = [
+        "recipe, norm, length",
+        "seeds",
+        "steps",
+        *[f"E_{q} / steps [{100 * LEVEL:.0f} % CI]" for q in K.QUANTILES],
+        "E_0.90 / steps, weights that flip",
+        "weights that ever flip %",
+        "E_0.90 / epochs (epoch level)",
+        "verdict (all weights)",
+        "verdict (weights that flip)",
+    ]
+    keys = [
+        None,
+        "seeds",
+        "steps",
+        *[f"E_{q}_frac" for q in K.QUANTILES],
+        "E_0.90_frac_flipped",
+        "ever_flipped",
+        "E_0.90_epochs",
+        "verdict",
+        "verdict_flipped",
+    ]
     table = Table(cols, keys)
     curves, by_length = [], {}
     for (recipe, norm, epochs), rs in table_groups.items():
@@ -61,19 +83,44 @@ def signs_section(runs: list[Run]) -> Section:
         verdict_flipped = below(flipped, SETTLE_SHARE) if flipped.n else "-"
         steps = sorted({r.steps for r in rs if r.steps})
         key = f"claim2.signs.{group_key(recipe, norm, epochs)}"
-        table.rows.append(Row(key, [group_label(recipe, norm, epochs), len(rs), ", ".join(map(str, steps)) or None,
-                                    *[plain(fr[q], 3) for q in K.QUANTILES], plain(flipped, 3), pct(ever),
-                                    plain(est(rs, _epoch_share), 3), verdict, verdict_flipped]))
+        table.rows.append(
+            Row(
+                key,
+                [
+                    group_label(recipe, norm, epochs),
+                    len(rs),
+                    ", ".join(map(str, steps)) or None,
+                    *[plain(fr[q], 3) for q in K.QUANTILES],
+                    plain(flipped, 3),
+                    pct(ever),
+                    plain(est(rs, _epoch_share), 3),
+                    verdict,
+                    verdict_flipped,
+                ],
+            )
+        )
         label = group_label(recipe, norm, epochs)
-        s.verdicts.append(Verdict(f"{label}, all weights", verdict, f"{key}.verdict", plain(fr["0.90"], 3), "E_0.90 / steps"))
+        s.verdicts.append(
+            Verdict(f"{label}, all weights", verdict, f"{key}.verdict", plain(fr["0.90"], 3), "E_0.90 / steps")
+        )
         curve = _mean_curve(rs)
         if curve:
             curves.append(Series(label, curve[0], curve[1], band=True, marker=""))
         by_length.setdefault((recipe, norm), []).append((epochs, fr["0.90"], flipped))
     s.tables.append(table)
-    s.figures.append(Figure("claim2_stable_share.png", [Panel(
-        "share of signs stable from each step on (mean over seeds, band: 95 % CI)", "share of training steps",
-        "signs stable from here on (last flip <= step) %", curves)]))
+    s.figures.append(
+        Figure(
+            "claim2_stable_share.png",
+            [
+                Panel(
+                    "share of signs stable from each step on (mean over seeds, band: 95 % CI)",
+                    "share of training steps",
+                    "signs stable from here on (last flip <= step) %",
+                    curves,
+                )
+            ],
+        )
+    )
     length_series = []
     for (recipe, norm), pts in by_length.items():
         if len(pts) < 2:
@@ -82,11 +129,22 @@ def signs_section(runs: list[Run]) -> Section:
         label = f"{recipe.replace('_', ', ')}, {'BN' if norm == 'batch' else 'no BN'}"
         length_series.append(Series(f"{label}: all weights", [p[0] for p in pts], [p[1] for p in pts], scale=1.0))
         if all(p[2].n for p in pts):
-            length_series.append(Series(f"{label}: weights that flip", [p[0] for p in pts], [p[2] for p in pts], scale=1.0,
-                                        marker="s"))
-    s.figures.append(Figure("claim2_signs_lengths.png", [Panel(
-        f"E_0.90 / steps against training length (95 % CI; rule: below {SETTLE_SHARE:g})", "training length (epochs)",
-        "E_0.90 as a share of training steps", length_series)]))
+            length_series.append(
+                Series(f"{label}: weights that flip", [p[0] for p in pts], [p[2] for p in pts], scale=1.0, marker="s")
+            )
+    s.figures.append(
+        Figure(
+            "claim2_signs_lengths.png",
+            [
+                Panel(
+                    f"E_0.90 / steps against training length (95 % CI; rule: below {SETTLE_SHARE:g})",
+                    "training length (epochs)",
+                    "E_0.90 as a share of training steps",
+                    length_series,
+                )
+            ],
+        )
+    )
     return s
 
 
