@@ -75,7 +75,7 @@ def runs_section(study_dir: Path, runs: list[Run]) -> str:
             Row(None, [stage, planned.get(stage, "-"), len(rs), len(done), len(rs) - len(done), f"{wall / 60:.1f} min"])
         )
     lines += [
-        "",
+        *([""] if info.get("invocations") else []),
         *table_markdown(table),
         "",
         "Each run is `python -m qbn.train OVERRIDES paths.data_dir=$DATA hydra.run.dir=$STUDY/<stage>/<run>` "
