@@ -9,6 +9,8 @@ import json
 import sys
 
 import hydra
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import CONFIG_DIR
@@ -40,7 +42,8 @@ def report_main(argv: list[str]) -> int:
 
 
 def plan_main(argv: list[str]) -> int:
-    """`plan [--runs] OVERRIDES`: compose the study config as the study would, print its plan."""
+    """`plan [--runs] OVERRIDES`: compose the study config as the study would (Hydra's compose API:
+    the study's own app is not started), print its plan."""
     from hydra import (  # hydra's compose API: the study's own app is not started
         compose,
         initialize_config_dir,
