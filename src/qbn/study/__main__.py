@@ -44,12 +44,6 @@ def report_main(argv: list[str]) -> int:
 def plan_main(argv: list[str]) -> int:
     """`plan [--runs] OVERRIDES`: compose the study config as the study would (Hydra's compose API:
     the study's own app is not started), print its plan."""
-    from hydra import (  # hydra's compose API: the study's own app is not started
-        compose,
-        initialize_config_dir,
-    )
-    from hydra.core.global_hydra import GlobalHydra
-
     runs = "--runs" in argv
     try:
         overrides = split_overrides([a for a in argv if a != "--runs"])
