@@ -275,3 +275,14 @@ def test_study_options_stay_the_studys_and_the_rest_go_to_every_run():
         "jobs=4",
         'train=["trainer=gpu","dataset.train_subset=5000"]',
     ]
+
+
+def test_plan_cli_prints_the_plan_and_a_bad_override_is_one_line(tmp_path):
+    from qbn.testing.runs import run_cli
+
+    ok = run_cli("qbn.study", "plan", "scale=smoke", env={"QBN_OUTPUT_DIR": str(tmp_path)})
+    assert ok.returncode == 0, ok.stderr
+    assert "total: 28 runs" in ok.stdout and "rewind: 8 runs" in ok.stdout
+    assert not any(tmp_path.iterdir())   # nothing made
+    bad = run_cli("qbn.study", "plan", "scale=nope")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == ["qbn: study plan: In 'study': Could not find 'scale/nope'"]
