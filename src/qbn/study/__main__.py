@@ -1,5 +1,7 @@
 """`python -m qbn.study scale=smoke|cpu|full [overrides]` runs (or resumes) the study;
-`python -m qbn.study report DIR` rebuilds DIR/RESULTS.md and DIR/figures/ from its run directories."""
+`python -m qbn.study plan scale=cpu [--runs] [overrides]` prints its planned runs and estimated CPU
+time (nothing runs); `python -m qbn.study report DIR` rebuilds DIR/RESULTS.md and DIR/figures/
+from its run directories."""
 
 from __future__ import annotations
 
@@ -7,10 +9,13 @@ import json
 import sys
 
 import hydra
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import CONFIG_DIR
 from ..errors import QbnError, command
+from .plan_cost import plan_report
 from .report import write_results
 from .runner import Runner
 
@@ -36,6 +41,25 @@ def report_main(argv: list[str]) -> int:
                    lambda a: f"wrote {write_results(a[0])}")
 
 
+def plan_main(argv: list[str]) -> int:
+    """`plan [--runs] OVERRIDES`: compose the study config as the study would (Hydra's compose API:
+    the study's own app is not started), print its plan."""
+    runs = "--runs" in argv
+    try:
+        overrides = split_overrides([a for a in argv if a != "--runs"])
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(str(CONFIG_DIR / "study"), version_base="1.3"):
+            cfg = compose("study", overrides=overrides)
+        print(plan_report(cfg, runs))
+    except QbnError as e:
+        print(f"qbn: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 - Hydra's override and composition errors: one line
+        print(f"qbn: study plan: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    return 0
+
+
 # the study's own options (the keys of conf/study/study.yaml, its config groups and hydra); any
 # other override (trainer=gpu, dataset.train_subset=5000) is for every run
 STUDY_KEYS = set(OmegaConf.load(CONFIG_DIR / "study" / "study.yaml")) - {"defaults"} | {"scale", "hydra"}
@@ -58,6 +82,8 @@ def split_overrides(argv: list[str]) -> list[str]:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "report":
         sys.exit(report_main(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "plan":
+        sys.exit(plan_main(sys.argv[2:]))
     try:
         sys.argv[1:] = split_overrides(sys.argv[1:])
     except QbnError as e:
