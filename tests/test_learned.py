@@ -11,12 +11,15 @@ import torch
 
 from qbn.binary import BinaryConv2d
 from qbn.binary.codebook import learned_ste, pattern_ids
+from qbn.build import build_callbacks, check_values
 from qbn.callbacks.codebook import drop_param_groups
+from qbn.errors import QbnError
 from qbn.export import export_module, load_bytes
 from qbn.kernels import CodebookError, ids_to_kernels, kernel_ids, select_codebook
 from qbn.kernels.learned import duplicate_rows, freeze_patterns, init_patterns, reseed_duplicates
 from qbn.kernels.quantize import QBNSettings, latent_histogram, quantizable_layers
 from qbn.losses import distillation_loss
+from qbn.schema import check_schema
 from qbn.testing.export import make_module
 
 
@@ -227,3 +230,18 @@ def test_ids_of_patterns_follow_sign_zero_is_plus_one():
     p[1] = -1
     assert pattern_ids(p).tolist() == [511, 0]
     assert torch.equal(ids_to_kernels(pattern_ids(p)), _sign(p))
+
+
+def test_config_mistakes_are_one_message(cfg_factory):
+    with pytest.raises(QbnError, match="callbacks.distill is off"):
+        build_callbacks(cfg_factory("dataset=synthetic", "qbn.bits=5", "qbn.from_ckpt=x", "qbn.distill.weight=0.5",
+                                    "callbacks.distill=null"))
+    with pytest.raises(QbnError, match="qbn.distill.weight"):
+        check_values(cfg_factory("dataset=synthetic", "qbn.bits=5", "qbn.distill.weight=2"))
+    with pytest.raises(QbnError, match="qbn.method"):
+        check_schema(cfg_factory("dataset=synthetic", "qbn.bits=5", "qbn.method=snn"))
+    cfg = cfg_factory("dataset=synthetic", "qbn.bits=5", "qbn.method=learned", "qbn.from_ckpt=x", "qbn.distill.weight=0.5")
+    check_schema(cfg)
+    check_values(cfg)
+    names = {type(c).__name__ for c in build_callbacks(cfg)}
+    assert {"QBNCallback", "Distillation"} <= names
