@@ -84,3 +84,23 @@ def test_finetune_runs_and_packs(bwn_run, tmp_path, overrides, from_bwn):
     torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
     # last.ckpt is the model the run tested (frozen before its last validation)
     assert float((a[: len(y)].argmax(1) == y).float().mean()) == pytest.approx(summary["test/acc"], abs=1e-6)
+
+
+def test_learned_run_resumes_before_and_after_its_freeze(bwn_run, tmp_path):
+    """Stopped in epoch 2, the checkpoint holds patterns (before the freeze): the resumed run restores
+    them and their optimizer group; a finished run (frozen, group dropped) trains on too."""
+    run = tmp_path / "run"
+    opts = ("qbn.bits=4", "qbn.method=learned", f"qbn.from_ckpt={bwn_run}", "qbn.distill.weight=0.5",
+            "+callbacks.stop._target_=tests.stop_callbacks.SigtermAtEpochFromEnv")
+    proc = run_cli("qbn.train", *COMMON, f"hydra.run.dir={run}", *opts, "trainer.max_epochs=2",
+                   env={"QBN_TEST_SIGTERM_EPOCH": "1"})
+    assert proc.returncode != 0
+    state = load_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"]
+    assert any(k.endswith(".patterns") for k in state) and not any(k.endswith(".codebook") for k in state)
+    for epochs in (2, 3):
+        proc = _train(run, *opts, f"trainer.max_epochs={epochs}", f"resume={run}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["status"] == "completed" and summary["epochs"] == epochs and summary["qbn_learned"]["frozen"]
+        state = load_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"]
+        assert not any(k.endswith(".patterns") for k in state) and any(k.endswith(".codebook") for k in state)

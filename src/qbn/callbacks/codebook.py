@@ -83,7 +83,7 @@ class QBNCallback(pl.Callback):
         s = self.settings
         pl_module.pattern_lr = s.learned_lr
         layers = self._load_and_plan(pl_module)
-        self.order = self.done = list(layers)
+        self.order, self.done = list(layers), list(layers)
         self.report = init_patterns(layers, self.bits, s.codebook == "shared", s.learned_init)
         learned = [k for k, e in self.report.items() if e["quantized"]]
         log.info("QBN learned: %d layers with learned patterns (init %s, n = %s)", len(learned), s.learned_init,
