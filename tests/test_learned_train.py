@@ -11,7 +11,7 @@ import torch
 
 from qbn.checkpoint import load_checkpoint, model_from_checkpoint
 from qbn.data import DigitsDataModule
-from qbn.export import load
+from qbn.export import export, load
 from qbn.testing.runs import run_cli, tiny
 
 pytestmark = pytest.mark.slow
@@ -73,10 +73,8 @@ def test_finetune_runs_and_packs(bwn_run, tmp_path, overrides, from_bwn):
         books = {tuple(v.tolist()) for k, v in state.items() if k.endswith(".codebook")}
         assert len(books) == 1
 
-    out = run_cli("qbn.export", str(run_dir))
-    assert out.returncode == 0, out.stderr[-3000:]
     trained, _ = model_from_checkpoint(run_dir, require_binary=False)
-    packed = load(run_dir / "model.qbn")
+    packed = load(export(run_dir))
     x, y = _images()
     with torch.no_grad():
         a, b = trained(x), packed(x)
