@@ -19,7 +19,8 @@ from qbn.rewind.__main__ import trunk_then_rewound
 from qbn.schema import check_schema
 from qbn.testing.runs import TINY, compose_run, fake_trunk, run_cli
 
-INSTRUMENTS = {"checkpoint", "codebook", "distill", "progress", "model_summary", "sign_flips", "sign_snapshots", "weight_stats", "kernel_stats"}
+INSTRUMENTS = {"checkpoint", "codebook", "distill", "progress", "model_summary", "sign_flips", "sign_snapshots",
+               "weight_stats", "kernel_stats"}
 
 
 def _callback_entries(path) -> dict:

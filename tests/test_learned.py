@@ -240,7 +240,8 @@ def test_config_mistakes_are_one_message(cfg_factory):
         check_values(cfg_factory("dataset=synthetic", "qbn.bits=5", "qbn.distill.weight=2"))
     with pytest.raises(QbnError, match="qbn.method"):
         check_schema(cfg_factory("dataset=synthetic", "qbn.bits=5", "qbn.method=snn"))
-    cfg = cfg_factory("dataset=synthetic", "qbn.bits=5", "qbn.method=learned", "qbn.from_ckpt=x", "qbn.distill.weight=0.5")
+    cfg = cfg_factory("dataset=synthetic", "qbn.bits=5", "qbn.method=learned", "qbn.from_ckpt=x",
+                      "qbn.distill.weight=0.5")
     check_schema(cfg)
     check_values(cfg)
     names = {type(c).__name__ for c in build_callbacks(cfg)}

@@ -34,7 +34,8 @@ def bwn_run(tmp_path_factory):
 def _images() -> tuple[torch.Tensor, torch.Tensor]:
     """The digits test images (359) and 641 random uint8 8x8 images: 1,000 in all; and the digits labels."""
     _, _, x, y = DigitsDataModule.load_arrays(None)
-    noise = torch.randint(0, 256, (1000 - len(x), 1, 8, 8), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    noise = torch.randint(0, 256, (1000 - len(x), 1, 8, 8), generator=torch.Generator().manual_seed(0),
+                          dtype=torch.uint8)
     return torch.cat([x, noise]), y
 
 

@@ -91,7 +91,8 @@ def main() -> None:
         "topk": _Stepper(nets["topk"], x, y),
         "learned": _Stepper(nets["learned"], x, y, reseed_every=a.reseed_every),
         "topk + distill": _Stepper(copy.deepcopy(nets["topk"]), x, y, teacher=teacher),
-        "learned + distill": _Stepper(copy.deepcopy(nets["learned"]), x, y, teacher=teacher, reseed_every=a.reseed_every),
+        "learned + distill": _Stepper(copy.deepcopy(nets["learned"]), x, y, teacher=teacher,
+                                      reseed_every=a.reseed_every),
     }
     for s in steppers.values():   # warm-up: allocator, oneDNN primitives, Adam state
         s.step(), s.step()

@@ -191,11 +191,12 @@ class QBNCallback(pl.Callback):
         s, bits = self.settings, model_bits(pl_module.net, self.bits, self.settings.codebook == "shared")
         wandb_table(trainer.loggers, "qbn/accuracy_bits",
                     ["method", "n", "budget", "bits_per_weight", "model_bytes", "distill_weight", "test_acc"],
-                    [[s.method, s.bits, s.budget, bits["bits_per_weight"], bits["model_bytes"], s.distill_weight, float(acc)]])
+                    [[s.method, s.bits, s.budget, bits["bits_per_weight"], bits["model_bytes"], s.distill_weight,
+                      float(acc)]])
 
     def state_dict(self) -> dict:
-        return {"bits": dict(self.bits), "order": list(self.order), "done": list(self.done), "report": dict(self.report),
-                "reseeded": self.reseeded}
+        return {"bits": dict(self.bits), "order": list(self.order), "done": list(self.done),
+                "report": dict(self.report), "reseeded": self.reseeded}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.bits = dict(state_dict.get("bits", {}))

@@ -32,7 +32,8 @@ def init_patterns(layers: dict[str, nn.Module], bits: dict[str, int], shared: bo
     the layers' mean |w|; n = 9 leaves a layer as the BWN. Reports per layer as qbn.kernels.quantize does."""
     for m in layers.values():
         if m.fixed_signs is not None:
-            raise CodebookError("QBN cannot quantize a layer whose signs are fixed (rewinding): use rewind=off with qbn")
+            raise CodebookError("QBN cannot quantize a layer whose signs are fixed (rewinding): "
+                                "use rewind=off with qbn")
     hists = {k: latent_histogram(m) for k, m in layers.items()}
     report: dict[str, dict] = {}
     for names in [list(layers)] if shared else [[k] for k in layers]:
