@@ -17,7 +17,7 @@ from qbn.errors import QbnError
 from qbn.export import export_module, load_bytes
 from qbn.kernels import CodebookError, ids_to_kernels, kernel_ids, select_codebook
 from qbn.kernels.learned import duplicate_rows, freeze_patterns, init_patterns, reseed_duplicates
-from qbn.kernels.quantize import QBNSettings, latent_histogram, quantizable_layers
+from qbn.kernels.quantize import QBNSettings, latent_histogram, quantizable_layers, quantize
 from qbn.losses import distillation_loss
 from qbn.schema import check_schema
 from qbn.testing.export import make_module
@@ -246,3 +246,29 @@ def test_config_mistakes_are_one_message(cfg_factory):
     check_values(cfg)
     names = {type(c).__name__ for c in build_callbacks(cfg)}
     assert {"QBNCallback", "Distillation"} <= names
+
+
+def test_learned_patterns_that_never_move_train_exactly_as_topk():
+    """With its patterns held still (lr 0), a learned codebook started from the top-2^n kernels is
+    topk: same forward, same gradients to every other parameter, so the same weights after steps."""
+    topk, _ = make_module()
+    learned, _ = make_module()
+    quantize(quantizable_layers(topk.net), {k: 3 for k in quantizable_layers(topk.net)})
+    init_patterns(quantizable_layers(learned.net), {k: 3 for k in quantizable_layers(learned.net)})
+    learned.pattern_lr = 0.0
+    x = torch.rand(8, 1, 16, 16, generator=torch.Generator().manual_seed(5))
+    y = torch.arange(8) % 4
+    for module in (topk, learned):
+        module.train()
+        opt = torch.optim.Adam(module.parameter_groups(), lr=1e-2)
+        for _ in range(3):
+            torch.nn.functional.cross_entropy(module(x), y).backward()
+            opt.step()
+            opt.zero_grad()
+    a, b = topk.net.state_dict(), learned.net.state_dict()
+    assert set(a) - set(b) == {k for k in a if k.endswith(".codebook")}
+    for key in set(a) & set(b):
+        assert torch.equal(a[key], b[key]), key
+    topk.eval(), learned.eval()
+    with torch.no_grad():
+        assert torch.equal(topk(x), learned(x))
