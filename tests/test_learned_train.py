@@ -40,6 +40,7 @@ def _images() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize("overrides, from_bwn", [
+    (("qbn.bits=4",), True),
     (("qbn.bits=4", "qbn.distill.weight=0.5"), True),
     (("qbn.bits=4", "qbn.method=learned"), True),
     (("qbn.bits=4", "qbn.method=learned", "qbn.distill.weight=0.5", "qbn.codebook=shared",
@@ -47,7 +48,7 @@ def _images() -> tuple[torch.Tensor, torch.Tensor]:
     (("qbn.budget=0.6", "qbn.method=learned", "qbn.learned_init=random", "qbn.learned_lr=0.01"), True),
     (("qbn.bits=9", "qbn.distill.weight=0.5"), True),      # the matched control: the BWN fine-tuned, distilled
     (("qbn.bits=4", "qbn.method=learned"), False),         # from scratch
-], ids=["topk-distill", "learned", "learned-shared-distill", "learned-budget-random", "control-9-distill",
+], ids=["topk", "topk-distill", "learned", "learned-shared-distill", "learned-budget-random", "control-9-distill",
         "learned-scratch"])
 def test_finetune_runs_and_packs(bwn_run, tmp_path, overrides, from_bwn):
     run_dir = tmp_path / "run"
