@@ -10,7 +10,7 @@ of the wrong type or outside its choices (`binary.enabled=ture`, `qbn.codebook=g
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import List, Optional  # noqa: UP035  OmegaConf reads these annotations, not X | None
 
@@ -40,6 +40,22 @@ class ProgressiveOrder(Enum):
     shallowest_first = "shallowest_first"
 
 
+class Method(Enum):
+    topk = "topk"
+    learned = "learned"
+
+
+class LearnedInit(Enum):
+    topk = "topk"
+    random = "random"
+
+
+@dataclass
+class DistillSchema:
+    weight: float = MISSING
+    temperature: float = MISSING
+
+
 @dataclass
 class BinarySchema:
     enabled: bool = MISSING
@@ -63,6 +79,11 @@ class QBNSchema:
     progressive_order: ProgressiveOrder = MISSING
     progressive_every: Optional[int] = MISSING  # noqa: UP045
     fp_reference: Optional[str] = MISSING  # noqa: UP045
+    method: Method = MISSING
+    learned_init: LearnedInit = MISSING
+    learned_lr: Optional[float] = MISSING  # noqa: UP045
+    learned_reseed_every: int = MISSING
+    distill: DistillSchema = field(default_factory=DistillSchema)
 
 
 @dataclass
