@@ -196,6 +196,33 @@ def snapshot_path(run_dir: str | Path, epoch: int) -> Path:
     return Path(run_dir) / "signs" / f"epoch_{epoch:03d}.pt"
 
 
+def share_step(share: float, total_steps: int) -> int:
+    """The optimizer step that ends a share of training: round(share * total_steps) (Python's round)."""
+    return round(float(share) * int(total_steps))
+
+
+def share_label(share: float) -> str:
+    """A share of training as it appears in file names and specs: 0.125 -> "0.125" (%g)."""
+    return f"{float(share):g}"
+
+
+def share_snapshot_path(run_dir: str | Path, share: float) -> Path:
+    """<run_dir>/signs/share_F.pt: the signs after optimizer step round(F * total steps)."""
+    return Path(run_dir) / "signs" / f"share_{share_label(share)}.pt"
+
+
+def list_share_snapshots(run_dir: str | Path) -> dict[float, Path]:
+    """Share snapshots of a run directory by share, in increasing order."""
+    folder = Path(run_dir) / "signs"
+    found = {}
+    for p in folder.glob("share_*.pt") if folder.is_dir() else []:
+        try:
+            found[float(p.stem[len("share_"):])] = p
+        except ValueError:
+            continue
+    return dict(sorted(found.items()))
+
+
 def list_snapshots(run_dir: str | Path) -> dict[int, Path]:
     """Snapshot files of a run directory by epoch."""
     folder = Path(run_dir) / "signs"
@@ -207,12 +234,13 @@ def list_snapshots(run_dir: str | Path) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
-def save_snapshot(path: str | Path, signs: dict[str, torch.Tensor], epoch: int) -> Path:
+def save_snapshot(path: str | Path, signs: dict[str, torch.Tensor], epoch: int, **extra: int | float) -> Path:
     """Write signs bit-packed (1 bit per weight) with names and shapes; atomic.
 
     All layers go into one packed uint8 tensor (layers concatenated in order, flattened
     row-major, LSB first as qbn.binary.pack_bits), so the file is N/8 bytes plus one small
-    header (format, epoch, names, shapes) and the zip container's fixed overhead.
+    header (format, epoch, names, shapes) and the zip container's fixed overhead. `extra` adds
+    plain numbers to the header (a share snapshot records its `step` and `share`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -222,6 +250,7 @@ def save_snapshot(path: str | Path, signs: dict[str, torch.Tensor], epoch: int) 
         # one line per layer, "name d0,d1,...": a few bytes per layer instead of pickled lists
         "layers": "\n".join(f"{name} {','.join(str(d) for d in s.shape)}" for name, s in signs.items()),
         "bits": pack_bits(flat),
+        **extra,
     }
     tmp = path.with_suffix(".tmp")
     # The legacy (non-zip) container costs ~450 bytes where the zip one costs ~1.6 kB: it keeps
