@@ -12,8 +12,11 @@ from torch import nn
 
 from qbn.binary import BINARY_LAYERS, BinaryPolicy, binarize
 from qbn.errors import ConfigError
-from qbn.models import resnet20, resnet32, resnet56, vgg_small
+from qbn.export.files import export_module
+from qbn.export.loader import load
+from qbn.models import resnet18, resnet20, resnet32, resnet56, vgg_small
 from qbn.models.norm import ChannelBias
+from qbn.testing.export import make_module
 from qbn.testing.runs import compose_run, tiny
 from qbn.train import train
 
@@ -34,7 +37,8 @@ def next_after_each_conv(net: nn.Module, image_size: int) -> dict[str, nn.Module
 
 
 BACKBONES = [(lambda norm: resnet20(norm=norm), 16), (lambda norm: resnet32(norm=norm, shortcut="B"), 16),
-             (lambda norm: resnet56(norm=norm), 8), (lambda norm: vgg_small(norm=norm, image_size=16), 16)]
+             (lambda norm: resnet56(norm=norm), 8), (lambda norm: vgg_small(norm=norm, image_size=16), 16),
+             (lambda norm: resnet18(norm=norm, image_size=16), 16)]
 
 
 @pytest.mark.parametrize("make,size", BACKBONES)
@@ -96,3 +100,16 @@ def test_norm_none_trains_on_digits_without_nan(tmp_path, scaling):
     with open(run / "metrics.csv", newline="") as f:
         losses = [float(r[k]) for r in csv.DictReader(f) for k in ("train/loss_epoch", "val/loss") if r.get(k)]
     assert losses and all(math.isfinite(v) for v in losses)
+
+
+def test_a_norm_none_model_round_trips_through_a_packed_file(tmp_path):
+    module, cfg = make_module("model.backbone.norm=none")
+    with torch.no_grad():
+        for m in module.net.modules():
+            if isinstance(m, ChannelBias):
+                m.bias.normal_()
+    path = tmp_path / "m.qbn"
+    export_module(module, cfg, path)
+    x = torch.randint(0, 256, (4, 1, 16, 16), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.equal(load(path)(x), module(x))
