@@ -92,7 +92,8 @@ class RewindSchema:
     weights: Optional[str] = MISSING  # noqa: UP045
     trunk: Optional[str] = MISSING  # noqa: UP045
     save_weights: List[int] = MISSING  # noqa: UP006
-    freeze_signs_at: Optional[int] = MISSING  # noqa: UP045
+    save_shares: List[float] = MISSING  # noqa: UP006
+    freeze_signs_at: Optional[str] = MISSING  # noqa: UP045  an epoch K or share:F (qbn.rewind.spec.parse_freeze_at)
     inherited: Optional[str] = MISSING  # noqa: UP045
 
 
