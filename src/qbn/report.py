@@ -214,7 +214,9 @@ def step_signs_section(run_dir: Path) -> str:
     a2.barh(range(len(names)), [layers[n]["E_0.95_frac_flipped"] or 0 for n in names], color="#4477aa")
     a2.set_yticks(range(len(names)), names, fontsize=6)
     a2.invert_yaxis()
-    label_axes(a2, "E_0.95 over the weights that ever flip (share of training)", "", "per layer", legend_size=8)
+    a2.set_xlabel("E_0.95 over the weights that ever flip (share of training)")
+    a2.set_title("per layer")
+    a2.grid(alpha=0.3, axis="x")
     fig_path = _save(fig, run_dir, "stable_steps.png")
 
     def frac(v) -> str:
