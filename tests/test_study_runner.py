@@ -33,7 +33,7 @@ def study_cfg(tmp_path: Path, *overrides: str):
 
 def test_smoke_plan_covers_every_stage(tmp_path):
     stages = plan(study_cfg(tmp_path, "scale=smoke"))
-    assert {k: len(v) for k, v in stages.items()} == {"scaling": 8, "signs": 2, "rewind": 8, "qbn": 10}
+    assert {k: len(v) for k, v in stages.items()} == {"scaling": 8, "signs": 2, "rewind": 8, "qbn": 12}
     trunk = next(j for j in stages["scaling"] if j.name == "adam_cosine-bn-xnor-s0")
     assert "rewind=trunk" in trunk.overrides and "rewind.save_shares=[0.25,0.5]" in trunk.overrides
     assert (
@@ -56,9 +56,11 @@ def test_smoke_plan_covers_every_stage(tmp_path):
         "e2-f1-s0-control-d0",
         "e2-f1-s0-control-d0.5",
         "e2-f1-s0-learned-d0-n4",
+        "e2-f1-s0-learned-lr0.005-d0-n4",
         "e2-f1-s0-topk-d0-n4",
         "e2-f1-s0-topk-d0.5-n4",
     ]
+    assert {"qbn.method=learned", "qbn.learned_lr=0.005"} <= set(qbn["e2-f1-s0-learned-lr0.005-d0-n4"].overrides)
     control = qbn["e2-f1-s0-control-d0.5"].overrides  # the matched control: n = 9, the same teacher and fine-tune
     assert {"qbn.bits=9", "qbn.method=topk", "qbn.distill.weight=0.5", "trainer.max_epochs=1"} <= set(control)
     assert not any(o.startswith("qbn.distill") for o in qbn["e2-f1-s0-control-d0"].overrides)
@@ -282,7 +284,7 @@ def test_plan_cli_prints_the_plan_and_a_bad_override_is_one_line(tmp_path):
 
     ok = run_cli("qbn.study", "plan", "scale=smoke", env={"QBN_OUTPUT_DIR": str(tmp_path)})
     assert ok.returncode == 0, ok.stderr
-    assert "total: 28 runs" in ok.stdout and "rewind: 8 runs" in ok.stdout
+    assert "total: 30 runs" in ok.stdout and "rewind: 8 runs" in ok.stdout
     assert not any(tmp_path.iterdir())   # nothing made
     bad = run_cli("qbn.study", "plan", "scale=nope")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == ["qbn: study plan: In 'study': Could not find 'scale/nope'"]

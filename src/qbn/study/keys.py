@@ -18,12 +18,20 @@ REWIND_WEIGHTS = "rewind.weights"  # init: retrain from the trunk's initial weig
 FREEZE_AT = "rewind.freeze_signs_at"  # share:F with rewind=freeze: fix the signs at that step, train on
 QBN_BITS = "qbn.bits"  # 9: no codebook (the matched control)
 QBN_METHOD = "qbn.method"  # topk | learned
+QBN_LEARNED_LR = "qbn.learned_lr"  # learned: the patterns' learning rate (null: the model's)
 QBN_CODEBOOK = "qbn.codebook"  # per_layer | shared
 QBN_FROM = "qbn.from_ckpt"  # the BWN fine-tuned (and the teacher when distilling)
 QBN_FP_REFERENCE = "qbn.fp_reference"
 DISTILL_WEIGHT = "qbn.distill.weight"  # 0: off
 DISTILL_TEMPERATURE = "qbn.distill.temperature"
 CONTROL_BITS = 9  # n = 9: every 3x3 kernel its own codeword, i.e. no codebook
+
+
+def method_overrides(method: str) -> list[str]:
+    """A study method name to qbn.train overrides: `topk`, `learned`, or `learned@LR` (learned codebooks whose
+    patterns train at learning rate LR; the report chooses among variants on the validation split)."""
+    name, _, lr = str(method).partition("@")
+    return [f"{QBN_METHOD}={name}", *([f"{QBN_LEARNED_LR}={float(lr):g}"] if lr else [])]
 
 
 def share_spec(share: float) -> str:

@@ -216,10 +216,10 @@ class Planner:
                     cost = float(s.cost.distill) if float(weight) > 0 else 1.0
                     runs = [(f"control-{distill_slug(weight)}", "topk", K.CONTROL_BITS)]
                     runs += [
-                        (f"{m}-{distill_slug(weight)}-n{n}", str(m), int(n)) for m in entry.methods for n in entry.bits
+                        (f"{str(m).replace('@', '-lr')}-{distill_slug(weight)}-n{n}", str(m), int(n)) for m in entry.methods for n in entry.bits
                     ]
                     for name, method, bits in runs:
-                        o = [*common, f"{K.QBN_METHOD}={method}", f"{K.QBN_BITS}={bits}", *distill]
+                        o = [*common, *K.method_overrides(method), f"{K.QBN_BITS}={bits}", *distill]
                         job = Job(
                             "qbn",
                             f"{prefix}-{name}",
@@ -228,7 +228,7 @@ class Planner:
                             q.recipe,
                             [bwn],
                             export=True,
-                            epoch_cost=cost * (float(s.cost.learned) if method == "learned" else 1.0),
+                            epoch_cost=cost * (float(s.cost.learned) if method.startswith("learned") else 1.0),
                         )
                         jobs.setdefault(job.key, job)
         return list(jobs.values())

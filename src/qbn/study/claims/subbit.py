@@ -32,6 +32,8 @@ def method_of(r: Run) -> tuple[str, float, int]:
     bits = int(r.options.get(K.QBN_BITS) or (r.summary.get("qbn") or {}).get("bits") or 0)
     weight = float(r.options.get(K.DISTILL_WEIGHT, 0) or 0)
     method = "control" if bits == K.CONTROL_BITS else r.options.get(K.QBN_METHOD, "topk")
+    if method == "learned" and r.options.get(K.QBN_LEARNED_LR) is not None:
+        method = f"learned@{float(r.options[K.QBN_LEARNED_LR]):g}"  # the plan's name of this variant
     return method, weight, bits
 
 
