@@ -98,7 +98,10 @@ def _eligible(layer: nn.Module) -> bool:
 
 def _binarize_groups(model: nn.Module, args) -> None:
     """Forward pre-hook: the effective weights of all eligible binary layers, a node per group."""
-    if not torch.is_grad_enabled():
+    # Under torch.compile the layers binarize their own weights: inductor fuses each layer's few
+    # operations into a kernel or two, so grouping would save nothing, and the hand-over through
+    # the layers' __dict__ would break the graph at every layer (dynamo cannot follow it).
+    if not torch.is_grad_enabled() or torch.compiler.is_compiling():
         return
     groups: dict[tuple, list[nn.Module]] = {}
     for layer in model.modules():

@@ -57,7 +57,10 @@ class BinaryWeightMixin:
 
     def _take_grouped_weight(self) -> torch.Tensor | None:
         """alpha * B as the model's forward pre-hook computed it for this pass (qbn.binary.grouped),
-        taken once; None when there is none, or it is stale (the latent weight changed since)."""
+        taken once; None when there is none, or it is stale (the latent weight changed since), and
+        always under torch.compile, where the hook hands nothing over (qbn.binary.grouped)."""
+        if torch.compiler.is_compiling():
+            return None
         handed = self.__dict__.pop("_grouped_weight", None)
         if handed is None or handed[1] != self.weight._version:
             return None
