@@ -115,7 +115,8 @@ def _steps(net, x, y, train_steps: int, eval_steps: int) -> None:
             net(x)
 
 
-@pytest.mark.parametrize("scaling", ["none", "xnor", "learnable", "lq"])
+@pytest.mark.parametrize("scaling", [pytest.param("none", marks=pytest.mark.slow), "xnor",
+                                     pytest.param("learnable", marks=pytest.mark.slow), "lq"])
 def test_dynamo_takes_every_binary_layer_in_one_graph_without_recompiles(cfg_factory, scaling):
     """Grouped layers, fixed signs and a QBN codebook side by side: no graph break, and after one
     training and one evaluation pass (the warm-up) nothing is compiled again (dynamo alone: fast)."""
@@ -132,6 +133,7 @@ def test_dynamo_takes_every_binary_layer_in_one_graph_without_recompiles(cfg_fac
     assert not counters["graph_break"]
 
 
+@pytest.mark.slow
 def test_compiled_layers_compute_what_eager_layers_compute():
     """Same values and gradients compiled (inductor) as in eager, grouped or not (float rounding aside)."""
     grouped, per_layer = grouped_and_per_layer("xnor", "clipped", image_size=8)
