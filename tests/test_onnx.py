@@ -10,7 +10,7 @@ import torch
 from qbn.build import build_datamodule
 from qbn.checkpoint import model_from_checkpoint
 from qbn.export.__main__ import main as export_main
-from qbn.testing.runs import TINY, compose_cfg
+from qbn.testing.runs import compose_cfg, tiny
 from qbn.train import train
 
 onnx = pytest.importorskip("onnx")
@@ -19,10 +19,11 @@ ort = pytest.importorskip("onnxruntime")
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
-    """A BWN trained one epoch on digits (run_dir, cfg), QBN codebooks on its layers, and 1,000 inputs:
+    """A BWN trained 10 steps on digits with QBN codebooks on its layers (run_dir), and 1,000 inputs:
     every digits test image, then uniform random images."""
     run_dir = tmp_path_factory.mktemp("onnx") / "run"
-    cfg = compose_cfg(run_dir, [*TINY, "dataset=digits", "qbn.bits=4"])
+    cfg = compose_cfg(run_dir, tiny("dataset=digits", "qbn.bits=4", "callbacks=none", "trainer.limit_train_batches=10",
+                                     drop=("callbacks.progress", "callbacks.kernel_stats.figures")))
     assert train(cfg)["status"] == "completed"
     dm = build_datamodule(cfg)
     dm.setup("test")

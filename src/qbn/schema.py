@@ -96,7 +96,7 @@ def check_choices(cfg: DictConfig) -> None:
 
 def check_schema(cfg: DictConfig) -> None:
     """One ConfigError for the first key of binary.*, qbn.* or rewind.* that the schema does not know
-    or whose value has the wrong type or is not one of its choices; then the top-level CHOICES."""
+    or whose value has the wrong type or is not one of its choices (the top-level CHOICES are checked first)."""
     check_choices(cfg)
     for section, schema in SCHEMAS.items():
         if section not in cfg:

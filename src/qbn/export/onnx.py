@@ -84,6 +84,7 @@ def onnx_bytes(model: nn.Module) -> bytes:
 def export_onnx(source: str | Path, out: str | Path | None = None) -> Path:
     """Write `source`'s model (run directory, checkpoint or packed file) as ONNX; default: model.onnx
     in the run directory, or beside the packed file. Written to a temp file and renamed."""
+    _require_onnx()  # before any work: a missing package is one line, at once
     source = Path(source)
     model = fold_batchnorm(inference_model(source))
     if out is None:
