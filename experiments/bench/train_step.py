@@ -42,8 +42,10 @@ def measure(name: str, layouts, modes, threads, batch: int, rounds: int, shape: 
     x, y = torch.randn(batch, in_ch, size, size, generator=g), torch.randint(0, 10, (batch,), generator=g)
     steppers = {(layout, mode, kind): stepper(name, kind == "BWN", layout, mode, x, y)
                 for layout in layouts for mode in modes for kind in ("FP", "BWN")}
-    for s in steppers.values():  # warm-up: compilation, oneDNN primitives, Adam state
-        s.step(), s.step()
+    for t in threads:  # warm-up under every thread count: compiled CPU code is specialised to it
+        torch.set_num_threads(t)
+        for s in steppers.values():  # compilation, oneDNN primitives, Adam state
+            s.step(), s.step()
     times: dict[tuple, list[float]] = {(*k[:2], t, k[2]): [] for k in steppers for t in threads}
     jobs = [(k, t) for k in steppers for t in threads]
     shuffle = random.Random(0).shuffle
