@@ -12,7 +12,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,launchers]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,launchers,onnx]'
 	touch $(STAMP)
 
 install: $(STAMP) ## make .venv and install qbn with its pinned torch
@@ -38,6 +38,9 @@ bench: install ## benchmarks (print ratios measured in one run; not tests)
 	$(BIN)/python experiments/bench/sign_instruments.py
 	$(BIN)/python experiments/bench/kernels_qbn.py
 	$(BIN)/python experiments/bench/export_sizes.py
+	$(BIN)/python experiments/bench/train_step.py
+	$(BIN)/python experiments/bench/onnx_inference.py
+	$(BIN)/python experiments/bench/gpu_step.py
 
 clean: ## remove the virtual environment and caches (keeps data/ and outputs/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache

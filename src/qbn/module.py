@@ -19,6 +19,7 @@ from .config import to_plain
 from .data.augment import random_crop_flip, step_generator
 from .errors import ConfigError
 from .losses import distillation_loss
+from .speed import compile_in_place, compile_options, use_channels_last
 
 
 class Normalize(nn.Module):
@@ -53,13 +54,15 @@ class BWNModule(pl.LightningModule):
     pattern_lr: float | None = None
 
     def __init__(self, net: nn.Module, num_classes: int, mean, std, optimizer: dict, scheduler: dict,
-                 augment: dict | None = None, seed: int = 0, channels_last: bool = False):
+                 augment: dict | None = None, seed: int = 0, channels_last: bool = False,
+                 compile: dict | None = None):
         super().__init__()
         self.normalize = Normalize(mean, std)
         self.net = net
         self.optimizer_cfg, self.scheduler_cfg = dict(optimizer), dict(scheduler)
         self.augment, self.seed = dict(augment or {}), seed
         self.channels_last = channels_last
+        self.compile_options = compile  # torch.compile's arguments (qbn.speed), applied when fitting starts
         if channels_last:
             self.to(memory_format=torch.channels_last)
         metric = lambda k: torchmetrics.Accuracy(task="multiclass", num_classes=num_classes, top_k=k)  # noqa: E731
@@ -80,6 +83,10 @@ class BWNModule(pl.LightningModule):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(self.normalize(x))
+
+    def on_fit_start(self) -> None:
+        # here, not in __init__: a model rebuilt from a checkpoint to be read (export, kernels) is never compiled
+        compile_in_place(self.net, self.compile_options)
 
     def _augment(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor:
         if not self.augment:
@@ -242,4 +249,6 @@ def build_module(cfg: DictConfig) -> BWNModule:
     ds = cfg.dataset
     return BWNModule(net, num_classes=ds.num_classes, mean=list(ds.mean), std=list(ds.std),
                      optimizer=to_plain(cfg.optimizer), scheduler=to_plain(cfg.scheduler),
-                     augment=to_plain(ds.augment), seed=cfg.seed, channels_last=cfg.channels_last)
+                     augment=to_plain(ds.augment), seed=cfg.seed,
+                     channels_last=use_channels_last(cfg.channels_last, cfg.trainer.get("accelerator")),
+                     compile=compile_options(cfg.get("compile")))

@@ -31,11 +31,13 @@ from .rundir import SUMMARY, read_summary, run_config
 
 # What qbn writes in a run directory (cleared by overwrite=true; nothing else there is touched).
 RUN_OUTPUTS = (".hydra", "checkpoints", "signs", "figures", "wandb", SUMMARY, "metrics.csv", "metrics.csv.old",
-               "signs.json", "kernels.json", "report.md", "error.txt", "model.qbn")
+               "signs.json", "kernels.json", "report.md", "error.txt", "model.qbn",
+               "model.onnx")
 # Settings that do not change what a run computes: they may differ when a run directory is met again.
 NOT_RESULTS = ("resume", "overwrite", "name", "run", "sweep", "paths", "report", "test_after_fit", "logger",
                "callbacks.progress", "callbacks.model_summary", "dataset.num_workers", "dataset.data_dir", "trainer.enable_model_summary",
-               "trainer.enable_progress_bar", "trainer.accelerator", "trainer.devices")
+               "trainer.enable_progress_bar", "trainer.accelerator", "trainer.devices",
+               "channels_last", "compile")  # how the step is computed, not what (qbn.speed)
 # ... and what training on (resume=, or an interrupted job run again) may change besides.
 TRAIN_ON = ("trainer.max_epochs",)
 

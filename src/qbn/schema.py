@@ -18,6 +18,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError
+from .speed import CHANNELS_LAST, COMPILE
 
 
 class Ste(Enum):
@@ -98,11 +99,27 @@ class RewindSchema:
 
 
 SCHEMAS = {"binary": BinarySchema, "qbn": QBNSchema, "rewind": RewindSchema}
+# Top-level options that take a bool or a word (OmegaConf's structured configs have no unions): their choices.
+CHOICES = {"channels_last": CHANNELS_LAST, "compile": COMPILE}
+
+
+def _same(a, b) -> bool:
+    return a is b if isinstance(a, bool) or isinstance(b, bool) else a == b
+
+
+def check_choices(cfg: DictConfig) -> None:
+    """One ConfigError for a top-level option of CHOICES set to none of its choices (compile=fast)."""
+    for key, choices in CHOICES.items():
+        value = cfg.get(key, choices[1])
+        if not any(_same(value, c) for c in choices):
+            names = ", ".join(str(c).lower() if isinstance(c, bool) else c for c in choices)
+            raise ConfigError(f"{key}={value!r} is not valid: choose one of {names}")
 
 
 def check_schema(cfg: DictConfig) -> None:
     """One ConfigError for the first key of binary.*, qbn.* or rewind.* that the schema does not know
-    or whose value has the wrong type or is not one of its choices."""
+    or whose value has the wrong type or is not one of its choices (the top-level CHOICES are checked first)."""
+    check_choices(cfg)
     for section, schema in SCHEMAS.items():
         if section not in cfg:
             continue

@@ -53,6 +53,8 @@ def map_to_codebook(weight: torch.Tensor, codebook: torch.Tensor) -> torch.Tenso
     book = codebook.to(w.device).long()
     k = book.numel()
     tol = TIE_TOLERANCE * w.abs().sum(dim=1)
+    if torch.compiler.is_compiling():
+        return _nearest_codeword(w, book, tol).view(weight.shape[:2])
     own = kernel_ids((w >= 0).view(1, -1, 3, 3)).view(-1)
     position = torch.full((NUM_IDS,), k, dtype=torch.long, device=w.device)
     position.scatter_reduce_(0, book, torch.arange(k, device=w.device), reduce="amin")
@@ -68,6 +70,16 @@ def map_to_codebook(weight: torch.Tensor, codebook: torch.Tensor) -> torch.Tenso
             near = scores >= best - tol[sel].unsqueeze(1)
             index[sel] = near.to(torch.uint8).argmax(dim=1)           # first (most frequent) of the ties
     return index.view(weight.shape[:2])
+
+
+def _nearest_codeword(w: torch.Tensor, book: torch.Tensor, tol: torch.Tensor) -> torch.Tensor:
+    """map_to_codebook under torch.compile: every kernel scored against every codeword (N x 2^n), with no
+    data-dependent shape or branch (those break the graph). The same index: a kernel whose own sign
+    pattern is a codeword, with no |w_j| small enough for a tie, scores every other codeword below
+    best - tol, so the first codeword within tol of the best is its own."""
+    scores = w @ ids_to_kernels(book).reshape(-1, 9).to(w.dtype).T
+    near = scores >= scores.amax(dim=1, keepdim=True) - tol.unsqueeze(1)
+    return near.to(torch.uint8).argmax(dim=1)
 
 
 def quantized_kernels(weight: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:

@@ -98,7 +98,13 @@ def _eligible(layer: nn.Module) -> bool:
 
 def _binarize_groups(model: nn.Module, args) -> None:
     """Forward pre-hook: the effective weights of all eligible binary layers, a node per group."""
-    if not torch.is_grad_enabled():
+    # Under torch.compile the layers binarize their own weights: inductor fuses each layer's few
+    # operations into a kernel or two, so grouping would save nothing, and the hand-over through the
+    # layers' __dict__ would break the graph at every layer (dynamo cannot follow it). The compiled
+    # flag counts too: nn.Module.compile leaves this hook a frame of its own, which dynamo runs eagerly
+    # once it found no tensor operation in it, and there is_compiling() is False. (Inline: a helper
+    # called from that eager frame would be one more frame for dynamo to look at on every pass.)
+    if not torch.is_grad_enabled() or torch.compiler.is_compiling() or model.__dict__.get("_compiled_call_impl"):
         return
     groups: dict[tuple, list[nn.Module]] = {}
     for layer in model.modules():

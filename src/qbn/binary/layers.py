@@ -59,11 +59,17 @@ class BinaryWeightMixin:
             return grouped
         b = self.binary_weight()
         a = self.alpha()
-        return b if a is None else a * b
+        w_hat = b if a is None else a * b
+        # In the latent weight's memory format, so a channels_last conv computes as the packed model does:
+        # fixed signs come NCHW, and elementwise ops give a 1-channel kernel NCHW strides. (Free in NCHW.)
+        return w_hat if w_hat.stride() == self.weight.stride() else torch.empty_like(self.weight).copy_(w_hat)
 
     def _take_grouped_weight(self) -> torch.Tensor | None:
         """alpha * B as the model's forward pre-hook computed it for this pass (qbn.binary.grouped),
-        taken once; None when there is none, or it is stale (the latent weight changed since)."""
+        taken once; None when there is none, or it is stale (the latent weight changed since), and
+        always under torch.compile, where the hook hands nothing over (qbn.binary.grouped)."""
+        if torch.compiler.is_compiling():
+            return None
         handed = self.__dict__.pop("_grouped_weight", None)
         if handed is None or handed[1] != self.weight._version:
             return None

@@ -12,7 +12,9 @@ from torch import nn
 
 
 def _channel_mean_abs(w: torch.Tensor) -> torch.Tensor:
-    return w.abs().mean(dim=tuple(range(1, w.dim())), keepdim=True)
+    # Summed as an O x n matrix in the weight's logical order, whatever its memory format, so a
+    # channels_last layer gets the same alpha, bit for bit, as an NCHW one (and as grouped binarization).
+    return w.abs().reshape(w.shape[0], -1).mean(dim=1).view(-1, *([1] * (w.dim() - 1)))
 
 
 class NoScaling(nn.Module):

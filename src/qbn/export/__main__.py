@@ -1,5 +1,6 @@
 """`python -m qbn.export`: write a packed model file, or evaluate one.
 
+    python -m qbn.export RUN_DIR_OR_CKPT_OR_QBN --format onnx [--out FILE]   (docs/onnx.md)
     python -m qbn.export RUN_DIR_OR_CKPT [--out FILE] [--format packed|entropy]
                          [--alpha-dtype fp16|fp32] [--fp-dtype fp16|fp32] [--fold]
     python -m qbn.export --eval FILE dataset=fashion_mnist [dataset.test_subset=2000 ...]
@@ -14,6 +15,7 @@ import time
 from ..errors import QbnError
 from .evaluate import evaluate_file
 from .files import export_with_report
+from .onnx import export_onnx
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", help="run directory or checkpoint (export); the .qbn file with --eval")
     parser.add_argument("overrides", nargs="*", help="with --eval: Hydra-style dataset overrides, e.g. dataset=fashion_mnist")
     parser.add_argument("--out", default=None, help="output file (default: <run_dir>/model.qbn)")
-    parser.add_argument("--format", default="packed", choices=("packed", "entropy"))
+    parser.add_argument("--format", default="packed", choices=("packed", "entropy", "onnx"),
+                        help="onnx: a standard ONNX model (also from a packed .qbn file)")
     parser.add_argument("--alpha-dtype", default="fp32", choices=("fp16", "fp32"))
     parser.add_argument("--fp-dtype", default="fp32", choices=("fp16", "fp32"))
     parser.add_argument("--fold", "--fold-bn", dest="fold_bn", action="store_true",
@@ -38,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.overrides:
             raise QbnError(f"unexpected arguments {' '.join(args.overrides)} (overrides are for --eval)")
         start = time.perf_counter()
+        if args.format == "onnx":
+            print(f"wrote {export_onnx(args.source, args.out)} ({time.perf_counter() - start:.1f} s)")
+            return 0
         out, report = export_with_report(args.source, args.out, args.format, args.alpha_dtype, args.fp_dtype, args.fold_bn)
         t = report["totals"]
         bpw = t["bits_per_binarized_weight"]

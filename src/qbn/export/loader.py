@@ -13,6 +13,7 @@ from .. import models
 from ..kernels import NUM_IDS, histogram, ids_to_kernels, kernel_ids
 from ..kernels import entropy as entropy_bits
 from ..module import Normalize, to_unit_float
+from ..speed import use_channels_last
 from . import coding, entropy
 from .container import (
     MAX_FILE_BYTES,
@@ -35,14 +36,23 @@ _ARG_KEYS = ("num_classes", "in_channels", "image_size")
 class PackedModel(nn.Module):
     """Inference model from a packed file: uint8 or [0, 1] images -> logits (normalisation inside)."""
 
-    def __init__(self, net: nn.Module, normalize: Normalize, header: dict, coding: dict | None = None):
+    def __init__(self, net: nn.Module, normalize: Normalize, header: dict, coding: dict | None = None,
+                 channels_last: bool = False):
         super().__init__()
         self.normalize, self.net = normalize, net
         self.header = header
         self.coding = coding or {}  # what the size report needs from decoding (coding_stats)
+        # computed in the memory format qbn trains in by default on a CPU, so predictions equal the
+        # BWNModule's bit for bit (docs/speed.md); the values do not depend on it
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.normalize(to_unit_float(x)))
+        x = to_unit_float(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(self.normalize(x))
 
 
 def build_backbone(spec: Any, device: str | torch.device = "meta") -> nn.Module:
@@ -100,9 +110,10 @@ def read_bytes(path: str | Path) -> bytes:
     return path.read_bytes()
 
 
-def load(path: str | Path) -> PackedModel:
-    """Rebuild the inference model stored in a packed file (see docs/format.md)."""
-    return load_bytes(read_bytes(path))
+def load(path: str | Path, channels_last: bool | None = None) -> PackedModel:
+    """Rebuild the inference model stored in a packed file (see docs/format.md); `channels_last`
+    None: the memory format of qbn's default (`channels_last: auto`) on a CPU."""
+    return load_bytes(read_bytes(path), channels_last)
 
 
 def decode_layer(name: str, entry: Any, data: memoryview, expected_shape: list[int], coded: dict | None = None) -> dict[str, torch.Tensor]:
@@ -264,7 +275,7 @@ def effective_weight(parts: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def load_bytes(buf: bytes) -> PackedModel:
+def load_bytes(buf: bytes, channels_last: bool | None = None) -> PackedModel:
     """load() on bytes in memory (format version 1 or 2)."""
     header, data = split(buf)
     version = PREFIX.unpack_from(buf)[1]
@@ -330,7 +341,9 @@ def load_bytes(buf: bytes) -> PackedModel:
     normalize = Normalize(mean.reshape(-1).tolist(), std.reshape(-1).tolist())
     normalize.mean.copy_(mean.reshape(normalize.mean.shape))
     normalize.std.copy_(std.reshape(normalize.std.shape))
-    model = PackedModel(net, normalize, header, coding_stats(version, coded, symbols))
+    if channels_last is None:
+        channels_last = use_channels_last("auto", "cpu")
+    model = PackedModel(net, normalize, header, coding_stats(version, coded, symbols), channels_last)
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval()
