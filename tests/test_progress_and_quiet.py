@@ -26,7 +26,7 @@ def test_terminal_gets_the_rich_bar_and_a_pipe_plain_lines():
 
 
 def test_plain_progress_logs_each_epoch_and_within_epochs(tmp_path, caplog):
-    overrides = tiny("trainer.max_epochs=2", "callbacks.progress.every_s=0", drop=("callbacks.progress",))
+    overrides = tiny("trainer.max_epochs=2", "callbacks.progress={_target_:qbn.callbacks.progress.progress_bar,every_s:0}")
     with caplog.at_level(logging.INFO, logger="qbn.progress"):
         summary = train(compose_cfg(tmp_path / "run", overrides))
     lines = [r.getMessage() for r in caplog.records if r.name == "qbn.progress"]
