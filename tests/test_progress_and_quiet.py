@@ -19,6 +19,11 @@ LINE = re.compile(r"epoch (\d+)/(\d+) step (\d+)/(\d+) .*loss [\d.]+.* acc [\d.]
                   r"\d+:\d\d:\d\d elapsed(, \d+:\d\d:\d\d left)?")
 
 
+# a line within an epoch: the epoch line's position, then the batch, running loss and accuracy, pace
+BATCH_LINE = re.compile(r"epoch \d+/\d+ step \d+/\d+ batch (\d+)/\d+ loss [\d.]+ acc [\d.]+; \d+ images/s, "
+                        r"\d+:\d\d:\d\d elapsed(, \d+:\d\d:\d\d left)?$")
+
+
 def test_terminal_gets_the_rich_bar_and_a_pipe_plain_lines():
     assert isinstance(progress_bar(terminal=True), RichProgressBar)
     assert isinstance(progress_bar(terminal=False), PlainProgress)
@@ -36,7 +41,9 @@ def test_plain_progress_logs_each_epoch_and_within_epochs(tmp_path, caplog):
     steps = summary["global_step"]
     assert LINE.match(epoch_lines[-1]).group(3, 4) == (str(steps), str(steps))
     inside = [m for m in lines if " batch " in m]  # every_s=0: a line after every batch
-    assert len(inside) == steps and all(LINE.match(m.replace(" batch ", " ")) or "batch" in m for m in inside)
+    assert len(inside) == steps and all(BATCH_LINE.match(m) for m in inside), inside
+    per_epoch = steps // 2
+    assert [int(BATCH_LINE.match(m).group(1)) for m in inside] == [*range(1, per_epoch + 1)] * 2
     assert re.search(r"batch 1/\d+ loss [\d.]+ acc [\d.]+; \d+ images/s", inside[0]), inside[0]
 
 

@@ -18,7 +18,7 @@ import torch
 from qbn.checkpoint import model_from_checkpoint
 from qbn.export import export_module, load_bytes, report_bytes
 
-from .runs import ROOT, run_cli
+from .runs import ROOT, merged, run_cli
 
 # A whole digits epoch with every default instrument, the report and its figures, made by the CLI.
 # The test suite shares this one run (tests/conftest.py: shared_run); channels_last is spelled out
@@ -27,6 +27,11 @@ GOLDEN_OVERRIDES = ("dataset=digits", "trainer.max_epochs=1", "seed=0", "channel
 GOLDEN_TEST_IMAGES, GOLDEN_VAL_IMAGES = 359, 143
 FIXTURE = ROOT / "tests" / "fixtures" / "golden" / "run.json"
 SUMMARY_KEYS = ("test/acc", "val/acc_best", "params", "binarized_params", "epochs", "global_step")
+
+
+def golden(*overrides: str) -> list[str]:
+    """GOLDEN_OVERRIDES with `overrides` (those setting a key again replace its entry)."""
+    return merged(GOLDEN_OVERRIDES, *overrides)
 
 
 def train_golden(run_dir: Path) -> None:

@@ -32,11 +32,15 @@ FASHION_MNIST_AVAILABLE = (ROOT / "data" / "FashionMNIST" / "raw" / "t10k-labels
 TINY = ["debug=smoke", "dataset=synthetic"]
 
 
-def tiny(*overrides: str, drop: tuple[str, ...] = ()) -> list[str]:
-    """TINY less the entries in `drop` and the groups `overrides` choose again, then `overrides`
-    (an option debug=smoke sets is simply set again: the command line wins)."""
+def merged(base, *overrides: str, drop: tuple[str, ...] = ()) -> list[str]:
+    """The overrides `base` less those whose key is in `drop` or set again by `overrides`, then `overrides`."""
     keys = {o.split("=", 1)[0] for o in overrides} | set(drop)
-    return [o for o in TINY if o.split("=", 1)[0] not in keys] + list(overrides)
+    return [o for o in base if o.split("=", 1)[0] not in keys] + list(overrides)
+
+
+def tiny(*overrides: str, drop: tuple[str, ...] = ()) -> list[str]:
+    """TINY with `overrides` (merged); an option debug=smoke sets is simply set again: the command line wins."""
+    return merged(TINY, *overrides, drop=drop)
 
 
 def compose_cfg(run_dir: Path, overrides: list[str] | None = None):
