@@ -8,6 +8,7 @@ import logging
 import re
 import warnings
 
+import pytest
 from pytorch_lightning.callbacks import RichProgressBar
 
 from qbn.callbacks.progress import PlainProgress, progress_bar
@@ -59,6 +60,7 @@ def test_quiet_filters_only_the_library_messages():
     assert not logging.getLogger("pytorch_lightning.utilities.rank_zero").filter(record)
 
 
+@pytest.mark.slow  # a CLI run; the lines are checked in-process above, the library filters below
 def test_piped_log_has_a_line_per_epoch_and_no_noise(tmp_path):
     """`python -m qbn.train ... > log 2>&1`: what a SLURM log or CI shows."""
     r = run_cli("qbn.train", "dataset=synthetic", "trainer.max_epochs=2", "report=false",
