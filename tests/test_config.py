@@ -18,6 +18,7 @@ from qbn.rewind import ApplyRewind, FreezeSigns, RewindPoints, rewound_config
 from qbn.rewind.__main__ import trunk_then_rewound
 from qbn.schema import check_schema
 from qbn.testing.runs import TINY, compose_run, fake_trunk, run_cli
+from qbn.train import train
 
 INSTRUMENTS = {"checkpoint", "codebook", "distill", "progress", "model_summary", "sign_flips", "sign_snapshots",
                "weight_stats", "kernel_stats"}
@@ -93,6 +94,26 @@ def test_a_typo_on_the_command_line_ends_the_run_in_one_line(tmp_path):
     assert r.stderr.strip().splitlines()[-1] == ("qbn: rewind.save_weights[0]=['a']: "
                                                  "Value 'a' of type 'str' could not be converted to Integer")
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (("binary=fp", "scaling=learnable"), "^scaling=learnable has no effect with binary=fp .*drop scaling=learnable"),
+    (("rewind=trunk", "callbacks=none"), "^rewind=trunk needs a sign snapshot at every epoch end"),
+    (("qbn.bits=4", "callbacks.codebook=null"), "^qbn.bits / qbn.budget turn QBN on, but callbacks.codebook is off"),
+])
+def test_options_that_fight_are_refused_before_anything_starts(cfg_factory, tmp_path, overrides, message):
+    cfg = cfg_factory(*TINY, *overrides, run_dir=tmp_path / "run")
+    with pytest.raises(ConfigError, match=message) as e:
+        check_schema(cfg)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match=message):
+        train(cfg)  # refused before the run directory is made
+    assert not (tmp_path / "run").exists()
+
+
+def test_full_precision_composes_with_the_default_scaling_or_none(cfg_factory):
+    check_schema(cfg_factory("binary=fp"))
+    check_schema(cfg_factory("binary=fp", "scaling=none"))
 
 
 def test_every_composed_preset_fits_the_schema(cfg_factory):

@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from omegaconf import OmegaConf
 
 from qbn.testing.runs import run_cli, tiny
 
 
+def test_optuna_preset_composes_a_search_over_lr_and_weight_decay(cfg_factory):
+    cfg = cfg_factory("hparams_search=optuna")
+    assert cfg.optimized_metric == "val/acc_best" and cfg.hydra.sweeper.direction == "maximize"
+    assert set(cfg.hydra.sweeper.params) == {"optimizer.lr", "optimizer.weight_decay"}
+
+
+@pytest.mark.slow  # a two-trial Optuna sweep by the CLI
 def test_optuna_search_maximises_best_validation_accuracy(tmp_path):
     sweep = tmp_path / "search"
     result = run_cli("qbn.train", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2",

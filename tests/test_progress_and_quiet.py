@@ -8,6 +8,7 @@ import logging
 import re
 import warnings
 
+import pytest
 from pytorch_lightning.callbacks import RichProgressBar
 
 from qbn.callbacks.progress import PlainProgress, progress_bar
@@ -19,6 +20,11 @@ LINE = re.compile(r"epoch (\d+)/(\d+) step (\d+)/(\d+) .*loss [\d.]+.* acc [\d.]
                   r"\d+:\d\d:\d\d elapsed(, \d+:\d\d:\d\d left)?")
 
 
+# a line within an epoch: the epoch line's position, then the batch, running loss and accuracy, pace
+BATCH_LINE = re.compile(r"epoch \d+/\d+ step \d+/\d+ batch (\d+)/\d+ loss [\d.]+ acc [\d.]+; \d+ images/s, "
+                        r"\d+:\d\d:\d\d elapsed(, \d+:\d\d:\d\d left)?$")
+
+
 def test_terminal_gets_the_rich_bar_and_a_pipe_plain_lines():
     assert isinstance(progress_bar(terminal=True), RichProgressBar)
     assert isinstance(progress_bar(terminal=False), PlainProgress)
@@ -26,7 +32,7 @@ def test_terminal_gets_the_rich_bar_and_a_pipe_plain_lines():
 
 
 def test_plain_progress_logs_each_epoch_and_within_epochs(tmp_path, caplog):
-    overrides = tiny("trainer.max_epochs=2", "callbacks.progress.every_s=0", drop=("callbacks.progress",))
+    overrides = tiny("trainer.max_epochs=2", "callbacks.progress={_target_:qbn.callbacks.progress.progress_bar,every_s:0}")
     with caplog.at_level(logging.INFO, logger="qbn.progress"):
         summary = train(compose_cfg(tmp_path / "run", overrides))
     lines = [r.getMessage() for r in caplog.records if r.name == "qbn.progress"]
@@ -36,7 +42,9 @@ def test_plain_progress_logs_each_epoch_and_within_epochs(tmp_path, caplog):
     steps = summary["global_step"]
     assert LINE.match(epoch_lines[-1]).group(3, 4) == (str(steps), str(steps))
     inside = [m for m in lines if " batch " in m]  # every_s=0: a line after every batch
-    assert len(inside) == steps and all(LINE.match(m.replace(" batch ", " ")) or "batch" in m for m in inside)
+    assert len(inside) == steps and all(BATCH_LINE.match(m) for m in inside), inside
+    per_epoch = steps // 2
+    assert [int(BATCH_LINE.match(m).group(1)) for m in inside] == [*range(1, per_epoch + 1)] * 2
     assert re.search(r"batch 1/\d+ loss [\d.]+ acc [\d.]+; \d+ images/s", inside[0]), inside[0]
 
 
@@ -52,6 +60,7 @@ def test_quiet_filters_only_the_library_messages():
     assert not logging.getLogger("pytorch_lightning.utilities.rank_zero").filter(record)
 
 
+@pytest.mark.slow  # a CLI run; the lines are checked in-process above, the library filters below
 def test_piped_log_has_a_line_per_epoch_and_no_noise(tmp_path):
     """`python -m qbn.train ... > log 2>&1`: what a SLURM log or CI shows."""
     r = run_cli("qbn.train", "dataset=synthetic", "trainer.max_epochs=2", "report=false",

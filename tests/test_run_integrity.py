@@ -17,6 +17,7 @@ from qbn.checkpoint import load_checkpoint
 from qbn.errors import CheckpointError, ConfigError
 from qbn.run_guard import RunDirError, config_diff, merged_overrides
 from qbn.rundir import update_summary
+from qbn.testing.golden import GOLDEN_OVERRIDES, golden
 from qbn.testing.runs import compose_cfg, run_cli, tiny
 from qbn.train import _stopped_advice, train
 
@@ -43,26 +44,24 @@ def one_line_refusal(r, *needles: str) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def completed(tmp_path_factory):
-    """A completed 1-epoch run made by the real CLI (Hydra app, .hydra/ and job log included)."""
-    run = tmp_path_factory.mktemp("done") / "run"
-    r = run_cli("qbn.train", *tiny("trainer.limit_train_batches=2"), f"hydra.run.dir={run}")
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert (run / ".hydra" / "config.yaml").exists() and (run / "train.log").exists()
-    return run
+@pytest.fixture
+def completed(shared_run):
+    """A completed 1-epoch run made by the real CLI (Hydra app, .hydra/ and job log included): a copy
+    of the shared run, trained with GOLDEN_OVERRIDES."""
+    assert (shared_run / ".hydra" / "config.yaml").exists() and (shared_run / "train.log").exists()
+    return shared_run
 
 
 def test_cli_rerun_same_settings_skips_and_changes_nothing(completed):
     before = files(completed)
-    r = run_cli("qbn.train", *tiny("trainer.limit_train_batches=2"), f"hydra.run.dir={completed}")
+    r = run_cli("qbn.train", *GOLDEN_OVERRIDES, f"hydra.run.dir={completed}")
     assert r.returncode == 0 and "already completed" in r.stdout + r.stderr
     assert_unchanged(completed, before)
 
 
 def test_cli_rerun_other_settings_refused_naming_keys(completed):
     before = files(completed)
-    r = run_cli("qbn.train", *tiny("trainer.limit_train_batches=2", "scaling=none", "seed=3"), f"hydra.run.dir={completed}")
+    r = run_cli("qbn.train", *golden("scaling=none", "seed=3"), f"hydra.run.dir={completed}")
     one_line_refusal(r, "completed run with other settings", "scaling.name", "seed", "overwrite=true")
     assert_unchanged(completed, before)  # .hydra/config.yaml too: Hydra no longer rewrites it
 
@@ -70,8 +69,7 @@ def test_cli_rerun_other_settings_refused_naming_keys(completed):
 def test_resume_with_another_model_leaves_run_as_it_was(completed):
     before = files(completed)
     with pytest.raises(RunDirError, match="other settings: model"):
-        train(compose_cfg(completed, tiny("trainer.limit_train_batches=2", "model=resnet32", "trainer.max_epochs=2",
-                                          f"resume={completed}")))
+        train(compose_cfg(completed, golden("model=resnet32", "trainer.max_epochs=2", f"resume={completed}")))
     assert_unchanged(completed, before)
 
 
@@ -96,6 +94,7 @@ def test_unwritable_run_directory_is_one_line(tmp_path, capsys, cfg_factory):
     assert any(c["_target_"] == "qbn.hydra_callbacks.CheckRunDir" for c in callbacks.values())
 
 
+@pytest.mark.slow  # a CLI run stopped by a signal
 def test_cli_sigterm_in_first_epoch_advises_only_what_works(tmp_path):
     run = tmp_path / "run"
     r = run_cli("qbn.train", *tiny("+callbacks.stop._target_=tests.stop_callbacks.SigtermAtFirstBatch"),
@@ -155,14 +154,13 @@ def test_resume_and_overwrite_together_are_refused(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["empty", "truncated"])
-def test_resume_from_damaged_last_ckpt_leaves_completed_run_as_it_was(tmp_path, damage):
-    run = tmp_path / "run"
-    train(compose_cfg(run, tiny()))
+def test_resume_from_damaged_last_ckpt_leaves_completed_run_as_it_was(shared_run, damage):
+    run = shared_run
     last = run / "checkpoints" / "last.ckpt"
     last.write_bytes(b"" if damage == "empty" else last.read_bytes()[:1000])
     before = files(run)
     with pytest.raises(CheckpointError, match="empty" if damage == "empty" else "not a PyTorch checkpoint"):
-        train(compose_cfg(run, tiny("trainer.max_epochs=2", f"resume={run}")))
+        train(compose_cfg(run, golden("trainer.max_epochs=2", f"resume={run}")))
     assert_unchanged(run, before)
     assert json.loads((run / "summary.json").read_text())["status"] == "completed"
 

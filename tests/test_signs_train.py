@@ -17,9 +17,9 @@ import torch
 
 from qbn.testing.runs import ROOT, run_cli, tiny
 
-# with the report and kernel figures that TINY leaves out
+# with the report and kernel figures that TINY (debug=smoke) leaves out
 COMMON = tiny("trainer.max_epochs=3", "trainer.accelerator=cpu", "trainer.log_every_n_steps=1", "seed=3",
-              drop=("report", "callbacks.kernel_stats.figures"))
+              "report=true", "callbacks.kernel_stats.figures=true")
 # the runs find the StopAfterEpoch callback as tests.test_signs_train.StopAfterEpoch
 TESTS_ON_PATH = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pytest
 import torch
@@ -12,29 +13,56 @@ from omegaconf import open_dict
 
 from qbn.aggregate import main as aggregate_main
 from qbn.checkpoint import check_compatible, load_checkpoint
-from qbn.errors import CheckpointError, ConfigError
+from qbn.errors import CheckpointError, ConfigError, DatasetMissingError
 from qbn.module import build_module
 from qbn.run_guard import RunDirError
-from qbn.testing.runs import TINY, compose_cfg, compose_run, run_cli
+from qbn.testing.golden import GOLDEN_OVERRIDES
+from qbn.testing.runs import TINY, compose_cfg, compose_run, run_cli, tiny
 from qbn.train import train
 
 MODELS = ["resnet20", "resnet32", "resnet56", "resnet18", "resnet34", "vgg_small"]
 SCALINGS = ["none", "xnor", "learnable", "lq"]
 
 
-@pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("scaling", SCALINGS)
+# One case per model and per scaling runs with the fast tests (resnet34 only differs from resnet18 in
+# depth); the whole matrix under -m slow (CI's slow step).
+FAST_CASES = {("resnet20", "xnor"), ("resnet20", "lq"), ("resnet32", "none"), ("resnet56", "xnor"),
+              ("vgg_small", "learnable"), ("resnet18", "xnor")}
+
+
+def check_numbers(summary: dict, overrides: dict) -> None:
+    """A finished run's summary: its settings those asked for, a finite loss, accuracies in [0, 1],
+    parameter counts and what the default instruments add (sign and kernel statistics)."""
+    assert summary["status"] == "completed"
+    for key, value in overrides.items():
+        assert summary[key] == value, key
+    assert math.isfinite(summary["train/loss_epoch"]) and summary["train/loss_epoch"] > 0
+    for key in ("train/acc", "val/acc", "val/acc_best"):
+        assert 0 <= summary[key] <= 1, key
+    assert summary["val/acc_best"] >= summary["val/acc"] - 1e-9
+    assert 0 < summary["binarized_params"] < summary["params"]
+    assert 0 <= summary["signs/changed_from_init"] <= 1 and 0 < summary["kernels/entropy"] <= 9
+    assert 0 < summary["kernels/top1"] <= summary["kernels/top8"] <= summary["kernels/top32"] <= 1
+
+
+@pytest.mark.parametrize("model, scaling", [
+    pytest.param(m, s, marks=() if (m, s) in FAST_CASES else pytest.mark.slow) for m in MODELS for s in SCALINGS])
 def test_every_model_and_scaling_fast_dev_run(cfg_factory, model, scaling):
     cfg = cfg_factory(*TINY, f"model={model}", f"scaling={scaling}", "trainer.fast_dev_run=true")
     summary = train(cfg)
-    assert summary["status"] == "completed"
-    assert summary["binarized_params"] > 0 and summary["scaling"] == scaling
+    check_numbers(summary, {"model": model, "scaling": scaling, "binary": True, "dataset": "synthetic",
+                            "optimizer": "adam", "scheduler": "cosine", "epochs": 1, "global_step": 1})
+
+
+def test_fast_cases_cover_every_model_but_resnet34_and_every_scaling():
+    assert {m for m, _ in FAST_CASES} == set(MODELS) - {"resnet34"} and {s for _, s in FAST_CASES} == set(SCALINGS)
 
 
 def test_full_precision_baseline(cfg_factory):
-    cfg = cfg_factory(*TINY, "binary=fp")
+    cfg = cfg_factory(*TINY, "binary=fp", "trainer.limit_train_batches=2")
     summary = train(cfg)
     assert summary["binarized_params"] == 0 and summary["scaling"] == "fp" and summary["status"] == "completed"
+    assert summary["binary"] is False and math.isfinite(summary["train/loss_epoch"]) and 0 <= summary["test/acc"] <= 1
 
 
 def test_optimizer_groups_weight_decay(cfg_factory):
@@ -48,29 +76,25 @@ def test_optimizer_groups_weight_decay(cfg_factory):
     assert n == sum(p.numel() for p in module.parameters())
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """A 2-epoch TINY run: (run_dir, summary), shared by the tests that only read it."""
-    run_dir = tmp_path_factory.mktemp("tiny") / "a"
-    return run_dir, train(compose_cfg(run_dir, [*TINY, "trainer.max_epochs=2"]))
-
-
-def test_seeded_runs_are_reproducible(tiny_run, cfg_factory, tmp_path):
-    run_a, a = tiny_run
-    b = train(cfg_factory(*TINY, "trainer.max_epochs=2", run_dir=tmp_path / "b"))
+def test_seeded_runs_are_reproducible(shared_run_dir, tmp_path):
+    """The shared run (by the CLI) trained again in-process, without its report and figures: the same
+    numbers and weights, bit for bit."""
+    a = json.loads((shared_run_dir / "summary.json").read_text())
+    b = train(compose_cfg(tmp_path / "b", [*GOLDEN_OVERRIDES, "report=false", "callbacks.kernel_stats.figures=false"]))
     assert a["test/acc"] == b["test/acc"] and a["train/loss_epoch"] == b["train/loss_epoch"]
-    sa = torch.load(run_a / "checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    sa = torch.load(shared_run_dir / "checkpoints/last.ckpt", weights_only=True)["state_dict"]
     sb = torch.load(tmp_path / "b/checkpoints/last.ckpt", weights_only=True)["state_dict"]
-    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def test_resume_continues_epoch_count(cfg_factory, tmp_path):
     run = tmp_path / "r"
-    first = train(cfg_factory(*TINY, "trainer.max_epochs=1", run_dir=run))
+    short = ("trainer.limit_train_batches=2", "trainer.limit_val_batches=1")
+    first = train(cfg_factory(*TINY, *short, "trainer.max_epochs=1", run_dir=run))
     assert first["epochs"] == 1
-    again = train(cfg_factory(*TINY, "trainer.max_epochs=1", run_dir=run))  # completed: skipped, not redone
+    again = train(cfg_factory(*TINY, *short, "trainer.max_epochs=1", run_dir=run))  # completed: skipped, not redone
     assert again == first
-    resumed = train(cfg_factory(*TINY, "trainer.max_epochs=3", f"resume={run}", run_dir=run))
+    resumed = train(cfg_factory(*TINY, *short, "trainer.max_epochs=3", f"resume={run}", run_dir=run))
     assert resumed["epochs"] == 3 and resumed["global_step"] == 3 * first["global_step"]
     with open(run / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
@@ -86,8 +110,8 @@ def test_resume_without_checkpoint_is_clear(tmp_path):
         train(compose_cfg(run, [*TINY, f"resume={run}"]))
 
 
-def test_checkpoint_of_another_model_is_clear(tiny_run, cfg_factory, tmp_path):
-    ckpt = load_checkpoint(tiny_run[0])
+def test_checkpoint_of_another_model_is_clear(shared_run_dir, cfg_factory, tmp_path):
+    ckpt = load_checkpoint(shared_run_dir)  # resnet20 on digits: 10 classes
     other = build_module(cfg_factory(*TINY, "model=resnet32"))
     with pytest.raises(CheckpointError, match="does not fit this model: .*missing keys"):
         check_compatible(ckpt["state_dict"], other)
@@ -112,13 +136,11 @@ def test_unknown_choice_lists_options(cfg_factory):
         cfg_factory("model=resnet1000")
 
 
-def test_cli_run_writes_complete_run_directory(tmp_path):
-    out = tmp_path / "out"
-    r = run_cli("qbn.train", "dataset=digits", "trainer.max_epochs=1", f"paths.output_dir={out}", "name=cli")
-    assert r.returncode == 0, r.stderr[-3000:]
-    (run,) = list((out / "cli").iterdir())
+def test_cli_run_writes_complete_run_directory(shared_run_dir):
+    """The shared run: python -m qbn.train on digits for one epoch with every default instrument."""
+    run = shared_run_dir
     for f in (".hydra/config.yaml", "summary.json", "metrics.csv", "checkpoints/last.ckpt", "kernels.json",
-              "report.md", "figures/kernels_coverage.png", "figures/kernels_top32.png"):
+              "report.md", "figures/kernels_coverage.png", "figures/kernels_top32.png", "train.log"):
         assert (run / f).exists(), f
     summary = json.loads((run / "summary.json").read_text())
     for key in ("status", "test/acc", "val/acc_best", "epochs", "params", "binarized_params", "model", "scaling",
@@ -127,6 +149,15 @@ def test_cli_run_writes_complete_run_directory(tmp_path):
     assert summary["status"] == "completed" and summary["test/acc"] > 0.3  # one epoch on digits: 3x chance
 
 
+def test_failed_run_records_failure(cfg_factory, tmp_path):
+    run = tmp_path / "f"
+    with pytest.raises(DatasetMissingError, match="dataset 'mnist' not found"):
+        train(cfg_factory(*tiny("dataset=mnist", f"dataset.data_dir={tmp_path / 'empty'}"), run_dir=run))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "failed" and "DatasetMissingError" in summary["error"]
+
+
+@pytest.mark.slow
 def test_cli_failed_run_records_failure(tmp_path):
     r = run_cli("qbn.train", "dataset=mnist", f"dataset.data_dir={tmp_path / 'empty'}", f"paths.output_dir={tmp_path}", "name=f")
     assert r.returncode == 1
@@ -136,11 +167,13 @@ def test_cli_failed_run_records_failure(tmp_path):
     assert summary["status"] == "failed" and "DatasetMissingError" in summary["error"]
 
 
+@pytest.mark.slow
 def test_cli_unknown_model(tmp_path):
     r = run_cli("qbn.train", "model=nope", f"paths.output_dir={tmp_path}")
     assert r.returncode != 0 and "Available options" in r.stderr and "resnet20" in r.stderr
 
 
+@pytest.mark.slow
 def test_cli_multirun_two_jobs_joblib_and_failure_isolation(tmp_path, capsys):
     # the joblib launcher pickles the task (python -m qbn.train's functions by value): it must stay picklable
     r = run_cli("qbn.train", "-m", "dataset=digits", "trainer.max_epochs=1", "seed=0,1", f"paths.output_dir={tmp_path}",

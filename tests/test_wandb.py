@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from qbn.build import _wandb_mode
+from qbn.build import _wandb_mode, wandb_config
 from qbn.testing.runs import TINY, tiny
 from qbn.train import train
 
@@ -24,6 +24,13 @@ def test_mode_auto(monkeypatch, tmp_path):
     assert _wandb_mode("disabled") == "disabled"
 
 
+def test_wandb_config_has_every_option_as_one_column(cfg_factory):
+    config = wandb_config(cfg_factory("qbn.bits=4", "optimizer.lr=0.003"))
+    assert config["optimizer.lr"] == 0.003 and config["model.name"] == "resnet20" and config["qbn.bits"] == 4
+    assert not any(k.startswith("hydra.") for k in config)
+
+
+@pytest.mark.slow  # importing wandb and an offline run take tens of seconds on 2 cores
 def test_wandb_run_goes_offline_and_finishes(cfg_factory, monkeypatch, tmp_path):
     import wandb
 
@@ -38,6 +45,7 @@ def test_wandb_run_goes_offline_and_finishes(cfg_factory, monkeypatch, tmp_path)
     assert wandb.run is None  # finished, so the next job of a sweep starts its own run
 
 
+@pytest.mark.slow
 def test_offline_run_holds_config_scalars_summary_charts_and_tables(cfg_factory, tmp_path):
     """A real offline W&B run of a QBN run, read back from its run file: flattened config, per-epoch
     scalars, summary.json's figures, the sign curves and freeze epochs, kernel histogram and

@@ -16,6 +16,7 @@ from pytorch_lightning.loggers import WandbLogger
 from .config import flatten
 from .errors import ConfigError, QbnError
 from .loggers import RunCSVLogger
+from .schema import check_instruments
 
 
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
@@ -46,24 +47,6 @@ def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
                 raise e.__cause__ from None
             raise ConfigError(f"callbacks.{name}: {str(e.__cause__ or e).splitlines()[0][:300]}") from None
     return callbacks
-
-
-def check_instruments(cfg: DictConfig) -> None:
-    """The instruments an option depends on are in cfg.callbacks (QBN: codebook; a rewound run:
-    apply_rewind; a trunk: sign snapshots at every epoch end)."""
-    on = cfg.callbacks
-    if (cfg.qbn.bits is not None or cfg.qbn.budget is not None) and not on.get("codebook"):
-        raise ConfigError("qbn.bits / qbn.budget turn QBN on, but callbacks.codebook is off: drop callbacks.codebook=null")
-    if OmegaConf.select(cfg, "qbn.distill.weight", default=0) and not on.get("distill"):
-        raise ConfigError("qbn.distill.weight > 0 distils from a teacher, but callbacks.distill is off: "
-                          "drop callbacks.distill=null")
-    if cfg.rewind.signs and not on.get("apply_rewind"):
-        raise ConfigError("rewind.signs is set but callbacks.apply_rewind is off: choose rewind=rewound "
-                          "(it adds the callback), or drop callbacks.apply_rewind=null")
-    snapshots = on.get("sign_snapshots")
-    if on.get("rewind_points") and not (snapshots and snapshots.every_n_epochs == 1):
-        raise ConfigError("rewind=trunk needs a sign snapshot at every epoch end: keep callbacks.sign_snapshots on "
-                          "(callbacks=default) with every_n_epochs=1")
 
 
 def _wandb_mode(requested: str) -> str:

@@ -39,6 +39,16 @@ def to_plain(cfg: DictConfig | dict | None) -> dict:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
 
 
+def group_with_target(section: DictConfig | dict, group: str) -> dict:
+    """A config group's section as a plain dict with its `_target_`: a run saved before optimizers and
+    schedulers were instantiated from config has only `name`; its group's YAML gives the rest."""
+    plain = to_plain(section)
+    if "_target_" not in plain and (CONFIG_DIR / group / f"{plain.get('name')}.yaml").is_file():
+        own = OmegaConf.load(CONFIG_DIR / group / f"{plain['name']}.yaml")
+        plain = {"_target_": own["_target_"], "_partial_": own.get("_partial_", False), **plain}
+    return plain
+
+
 def flatten(value, prefix: str = "") -> dict:
     """{'a.b.c': leaf} of a nested dict or DictConfig (an empty dict is a leaf)."""
     if isinstance(value, DictConfig):

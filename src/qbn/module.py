@@ -3,7 +3,6 @@ building it from a composed config (build_module)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import hydra
@@ -15,7 +14,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from .binary import BinaryPolicy, binarize, binary_layers
-from .config import to_plain
+from .config import group_with_target, to_plain
 from .data.augment import random_crop_flip, step_generator
 from .errors import ConfigError
 from .losses import distillation_loss
@@ -40,11 +39,15 @@ def to_unit_float(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255) if x.dtype == torch.uint8 else x
 
 
+# kinds of parameter with their own weight decay (optimizer.weight_decay_<kind>)
+PARAMETER_KINDS = ("binary", "scale", "bn", "fp")
+
+
 class BWNModule(pl.LightningModule):
     """Classification with a (binary-weight) backbone.
 
     `optimizer` and `scheduler` are plain dicts of the config groups (conf/optimizer, conf/scheduler:
-    the defaults live there, once). Weight decay is set per kind of
+    the defaults live there, once), each instantiated from its `_target_`. Weight decay is set per kind of
     parameter: latent binary weights, scales (alpha), BatchNorm and biases, full-precision weights,
     and learned codebook patterns (qbn.method=learned: no decay, lr `pattern_lr`).
     """
@@ -59,7 +62,8 @@ class BWNModule(pl.LightningModule):
         super().__init__()
         self.normalize = Normalize(mean, std)
         self.net = net
-        self.optimizer_cfg, self.scheduler_cfg = dict(optimizer), dict(scheduler)
+        self.optimizer_cfg = group_with_target(optimizer, "optimizer")
+        self.scheduler_cfg = group_with_target(scheduler, "scheduler")
         self.augment, self.seed = dict(augment or {}), seed
         self.channels_last = channels_last
         self.compile_options = compile  # torch.compile's arguments (qbn.speed), applied when fitting starts
@@ -146,7 +150,7 @@ class BWNModule(pl.LightningModule):
         cfg = self.optimizer_cfg
         base_wd = cfg["weight_decay"]
         decay = {k: (base_wd if cfg[f"weight_decay_{k}"] is None else cfg[f"weight_decay_{k}"])
-                 for k in ("binary", "scale", "bn", "fp")}
+                 for k in PARAMETER_KINDS}
         decay["patterns"] = 0.0   # decay would pull the learned patterns' signs towards flipping
         groups: dict[str, list] = {k: [] for k in decay}
         binary_weights = {id(m.weight) for m in binary_layers(self.net).values()}
@@ -172,44 +176,22 @@ class BWNModule(pl.LightningModule):
         return out
 
     def configure_optimizers(self):
-        cfg = self.optimizer_cfg
-        name = cfg["name"]
-        groups = self.parameter_groups()
-        if name == "adam":
-            opt = torch.optim.Adam(groups, lr=cfg["lr"], betas=tuple(cfg["betas"]))
-        elif name == "adamw":
-            opt = torch.optim.AdamW(groups, lr=cfg["lr"], betas=tuple(cfg["betas"]))
-        elif name == "sgd":
-            opt = torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["nesterov"])
-        else:
-            raise ValueError(f"unknown optimizer '{name}': choose adam, adamw or sgd")
-        sched = self.scheduler_cfg
-        if sched["name"] == "constant":
+        """The optimizer and the per-step schedule, each instantiated from its config group's `_target_`."""
+        opt = instantiate_partial(self.optimizer_cfg, OPTIMIZER_OWN_KEYS)(self.parameter_groups())
+        lr_sched = instantiate_partial(self.scheduler_cfg, ("name",))(opt, self.trainer)
+        if lr_sched is None:
             return opt
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        steps_per_epoch = max(total // max(self.trainer.max_epochs or 1, 1), 1)
-        warmup = int(sched["warmup_epochs"] * steps_per_epoch)
-        if sched["name"] == "cosine":
-            floor = sched["min_lr_ratio"]
-
-            def factor(step: int) -> float:
-                if step < warmup:
-                    return (step + 1) / warmup
-                t = min((step - warmup) / max(total - warmup, 1), 1.0)
-                return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
-        elif sched["name"] == "step":
-            epochs = self.trainer.max_epochs or 1
-            milestones = [int((m * epochs if m < 1 else m) * steps_per_epoch) for m in sched["milestones"]]
-            gamma = sched["gamma"]
-
-            def factor(step: int) -> float:
-                if step < warmup:
-                    return (step + 1) / warmup
-                return gamma ** sum(step >= m for m in milestones)
-        else:
-            raise ValueError(f"unknown scheduler '{sched['name']}': choose cosine, step or constant")
-        lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": lr_sched, "interval": "step"}}
+
+
+# keys of conf/optimizer that qbn reads itself (the summary's name, the per-kind weight decays);
+# every other key goes to the optimizer's constructor
+OPTIMIZER_OWN_KEYS = ("name", *(f"weight_decay_{k}" for k in PARAMETER_KINDS))
+
+
+def instantiate_partial(section: dict, own: tuple[str, ...]):
+    """The callable a `_partial_: true` config section makes, less the keys qbn reads itself."""
+    return hydra.utils.instantiate({k: v for k, v in section.items() if k not in own}, _convert_="all")
 
 
 def build_backbone(cfg: DictConfig) -> torch.nn.Module:

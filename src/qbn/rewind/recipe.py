@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ..config import flatten
+from ..config import flatten, group_with_target
 from ..rundir import run_config
 from .spec import RewindError
 from .trunk import check_outside_trunk, find_trunk
@@ -48,6 +48,8 @@ def inherit_recipe(cfg: DictConfig, trunk_cfg: DictConfig, overrides: list[str])
     changed = {}
     for key in RECIPE_KEYS:
         theirs = _plain(_select(trunk_cfg, key))
+        if key in ("optimizer", "scheduler") and isinstance(theirs, dict) and _select(cfg, f"{key}._target_"):
+            theirs = group_with_target(theirs, key)  # a trunk saved before these groups had a `_target_`
         if theirs is None and _select(cfg, key) is None:
             continue
         for leaf, value in flatten(theirs, key).items():

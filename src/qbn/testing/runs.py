@@ -27,16 +27,20 @@ ROOT = Path(__file__).resolve().parents[3]   # the checkout: src/qbn/testing/run
 FASHION_MNIST_AVAILABLE = (ROOT / "data" / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte").exists() or Path(
     "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists()
 
-# Small, quiet runs for tests: synthetic data, one epoch, no progress bar, report or kernel figures
-# (drawing figures is most of a tiny run's time; test_cli_run_writes_complete_run_directory checks them).
-TINY = ["dataset=synthetic", "trainer.max_epochs=1", "callbacks.progress=null", "trainer.enable_model_summary=false",
-        "report=false", "callbacks.kernel_stats.figures=false"]
+# Small, quiet runs for tests: debug=smoke (conf/debug/smoke.yaml: one epoch, no progress bar, model
+# summary, report or kernel figures; drawing figures is most of a tiny run's time) on synthetic data.
+TINY = ["debug=smoke", "dataset=synthetic"]
+
+
+def merged(base, *overrides: str, drop: tuple[str, ...] = ()) -> list[str]:
+    """The overrides `base` less those whose key is in `drop` or set again by `overrides`, then `overrides`."""
+    keys = {o.split("=", 1)[0] for o in overrides} | set(drop)
+    return [o for o in base if o.split("=", 1)[0] not in keys] + list(overrides)
 
 
 def tiny(*overrides: str, drop: tuple[str, ...] = ()) -> list[str]:
-    """TINY less the keys in `drop` and those `overrides` set again, then `overrides`."""
-    keys = {o.split("=", 1)[0] for o in overrides} | set(drop)
-    return [o for o in TINY if o.split("=", 1)[0] not in keys] + list(overrides)
+    """TINY with `overrides` (merged); an option debug=smoke sets is simply set again: the command line wins."""
+    return merged(TINY, *overrides, drop=drop)
 
 
 def compose_cfg(run_dir: Path, overrides: list[str] | None = None):
