@@ -6,6 +6,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from .errors import ConfigError
+
 # An installed wheel carries the configs inside the package (qbn/conf); a checkout, or an editable
 # install of one, keeps them at the top of the repository (conf/), where setup.py takes them from.
 _IN_PACKAGE = Path(__file__).parent / "conf"
@@ -49,6 +51,21 @@ def flatten(value, prefix: str = "") -> dict:
             out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
         return out
     return {prefix: value}
+
+
+def check_choices(argv: list[str], config_dir: Path) -> None:
+    """A config group option (`model=resnet99`, `scale=huge`, each value of a sweep `model=a,b`) that
+    names no file of its group is one ConfigError listing the choices (Hydra's own message is a
+    multi-line list). Read from the command line before Hydra composes; anything else is left to it."""
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        group = Path(config_dir, *key.lstrip("+~").replace("/", ".").split("."))
+        if not sep or arg.startswith("-") or "@" in key or not group.is_dir() or any(c in value for c in "[]{}()$*"):
+            continue
+        choices = sorted(p.stem for p in group.glob("*.yaml"))
+        for v in (x.strip().strip("'\"") for x in value.split(",")):
+            if v and v != "null" and v not in choices:
+                raise ConfigError(f"{arg}: there is no {key.lstrip('+~')} named {v!r}; choose one of {', '.join(choices)}")
 
 
 register_resolvers()

@@ -9,8 +9,9 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import CONFIG_DIR
+from ..config import CONFIG_DIR, check_choices
 from ..errors import QbnError, command
+from .collect import damaged, read_study
 from .report import write_results
 from .runner import Runner
 
@@ -31,9 +32,14 @@ def study(cfg: DictConfig) -> None:
         sys.exit(code)
 
 
+def _report(args: list[str]) -> str:
+    path = write_results(args[0])
+    bad = [str(r["dir"]) for r in damaged(read_study(args[0]))]
+    return f"wrote {path}" + (f"; {len(bad)} runs with a damaged file, not counted: {', '.join(bad)}" if bad else "")
+
+
 def report_main(argv: list[str]) -> int:
-    return command(argv, "python -m qbn.study report STUDY_DIR", lambda a: len(a) == 1,
-                   lambda a: f"wrote {write_results(a[0])}")
+    return command(argv, "python -m qbn.study report STUDY_DIR", lambda a: len(a) == 1, _report)
 
 
 # the study's own options (the keys of conf/study/study.yaml, its config groups and hydra); any
@@ -58,7 +64,9 @@ def split_overrides(argv: list[str]) -> list[str]:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "report":
         sys.exit(report_main(sys.argv[2:]))
-    try:
+    try:  # a scale or run option naming no file (scale=huge, model=resnet99): one line, not Hydra's list
+        check_choices(sys.argv[1:], CONFIG_DIR / "study")
+        check_choices(sys.argv[1:], CONFIG_DIR)
         sys.argv[1:] = split_overrides(sys.argv[1:])
     except QbnError as e:
         print(f"qbn: {e}", file=sys.stderr)

@@ -4,11 +4,11 @@ so tests build rows from hand-made run directories and compare with a direct com
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 
-from ..rundir import read_summary
+from ..errors import DamagedFileError
+from ..rundir import read_json, read_summary
 from .plan import STAGES
 from .stats import estimate, paired_difference
 from .verdicts import (
@@ -29,15 +29,22 @@ HEADLINE_K = 1          # claim 2: "the signs found at an early epoch": S_1
 HEADLINE_BITS = 4       # claim 4: n = 4, 0.44 bit per weight (the smallest figure Sub-bit Networks report)
 
 
-def _json(path: Path) -> dict | None:
+def _json(path: Path, damaged: list[str] | None = None) -> dict | None:
+    """A JSON file of a run; None when absent, or when damaged (its message then added to `damaged`)."""
     try:
-        return json.loads(path.read_text()) if path.exists() else None
-    except json.JSONDecodeError:
+        data = read_json(path) if path.name != "summary.json" else read_summary(path.parent)
+    except DamagedFileError as e:
+        if damaged is None:
+            raise
+        damaged.append(str(e))
         return None
+    return data if isinstance(data, dict) else None
 
 
 def read_study(study_dir: str | Path) -> list[dict]:
-    """One row per run directory <study>/<stage>/<job>/ that has a summary.json."""
+    """One row per run directory <study>/<stage>/<job>/ that has a summary.json. A damaged file is
+    never read as a missing one: the row's "damaged" lists each (a run whose summary.json is damaged
+    is neither completed nor unfinished; the report lists it by path)."""
     study_dir = Path(study_dir)
     rows = []
     for stage in STAGES:
@@ -45,9 +52,10 @@ def read_study(study_dir: str | Path) -> list[dict]:
         if not d.is_dir():
             continue
         for run in sorted(p for p in d.iterdir() if (p / "summary.json").exists()):
-            s = read_summary(run) or {}
-            signs, kernels = _json(run / "signs.json"), _json(run / "kernels.json")
-            rows.append({"stage": stage, "job": run.name, "dir": run, "summary": s,
+            problems: list[str] = []
+            s = _json(run / "summary.json", problems) or {}
+            signs, kernels = _json(run / "signs.json", problems), _json(run / "kernels.json", problems)
+            rows.append({"stage": stage, "job": run.name, "dir": run, "summary": s, "damaged": problems,
                          "recipe": f"{s.get('optimizer')}_{s.get('scheduler')}",
                          "signs": (signs or {}).get("overall"), "signs_layers": (signs or {}).get("layers") or {},
                          "signs_epochs": (signs or {}).get("epochs"), "kernels": (kernels or {}).get("overall")})
@@ -56,6 +64,16 @@ def read_study(study_dir: str | Path) -> list[dict]:
 
 def completed(rows: list[dict], stage: str | None = None) -> list[dict]:
     return [r for r in rows if r["summary"].get("status") == "completed" and (stage is None or r["stage"] == stage)]
+
+
+def damaged(rows: list[dict], stage: str | None = None) -> list[dict]:
+    """Runs with a damaged file (summary.json, signs.json or kernels.json): never counted silently."""
+    return [r for r in rows if r.get("damaged") and (stage is None or r["stage"] == stage)]
+
+
+def unreadable(rows: list[dict], stage: str | None = None) -> list[dict]:
+    """Runs whose summary.json is damaged: neither completed nor unfinished."""
+    return [r for r in damaged(rows, stage) if not r["summary"]]
 
 
 def find_run(study_dir: Path, path: str | None) -> Path | None:
@@ -149,8 +167,8 @@ def rewind_table(rows: list[dict], study_dir: Path) -> dict:
         seed = r["summary"].get("seed")
         if seed not in trunks:
             d = find_run(study_dir, r["summary"].get("rewind/trunk"))
-            ts = read_summary(d) if d else None
-            sj = _json(d / "signs.json") if d else None
+            ts = _json(d / "summary.json", []) if d else None   # damaged: listed with its own row
+            sj = _json(d / "signs.json", []) if d else None
             trunks[seed] = {"acc": (ts or {}).get("test/acc") if (ts or {}).get("status") == "completed" else None,
                             "d_e": dict(zip(sj["epochs"], sj["overall"]["d_e"], strict=True)) if sj and sj.get("overall") else {}}
     trunk_acc = {s: t["acc"] for s, t in trunks.items() if t["acc"] is not None}
@@ -208,7 +226,7 @@ def qbn_table(rows: list[dict], study_dir: Path) -> dict:
         seed = s.get("seed")
         if seed not in bwn:
             d = find_run(study_dir, q.get("from_ckpt"))
-            bs = read_summary(d) if d else None
+            bs = _json(d / "summary.json", []) if d else None
             if bs and bs.get("status") == "completed":
                 bwn[seed] = bs.get("test/acc")
         g = groups.setdefault((q.get("codebook"), q.get("bits")), {"codebook": q.get("codebook"), "bits": q.get("bits"),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import fnmatch
-import json
 import logging
 import os
 import platform
@@ -28,8 +27,8 @@ import torch
 from omegaconf import DictConfig
 
 from .. import __version__
-from ..errors import QbnError
-from ..rundir import read_summary, write_json
+from ..errors import DamagedFileError, QbnError
+from ..rundir import read_json, read_summary, write_json
 from . import submit
 from .plan import STAGES, Job, plan
 
@@ -42,8 +41,13 @@ class StudyError(QbnError):
 
 
 def job_state(run_dir: Path, export: bool = False) -> str:
-    """done | new | interrupted | failed | unpacked (trained, not yet packed and evaluated)."""
-    s = read_summary(run_dir)
+    """done | new | interrupted | failed | unpacked (trained, not yet packed and evaluated); a damaged
+    summary.json is a StudyError naming it (the study cannot tell whether the run is done)."""
+    try:
+        s = read_summary(run_dir)
+    except DamagedFileError as e:
+        raise StudyError(f"{e}: the study cannot tell whether that run is done; move the run directory away "
+                         "(or delete it) and run the study again to redo it") from None
     if s is None:
         return "new"
     status = s.get("status")
@@ -61,6 +65,7 @@ class Runner:
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
         self.dir = Path(cfg.dir)
+        read_json(self.dir / STUDY_JSON)   # the study's own record: a damaged one is named before anything runs
         self.plan = plan(cfg)
         unknown = [s for s in cfg.stages if s not in STAGES]
         if unknown:
@@ -316,7 +321,7 @@ def record_invocation(study_dir: Path, cfg: DictConfig, wall_s: int | None = Non
     """study.json: every invocation's command line, commit and machine (the report cites them);
     with wall_s, the wall time of the invocation this process started."""
     path = study_dir / STUDY_JSON
-    data = json.loads(path.read_text()) if path.exists() else {}
+    data = read_json(path) or {}
     if wall_s is not None:
         data["invocations"][-1]["wall_s"] = wall_s
         write_json(path, data)
