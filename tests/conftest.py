@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,11 @@ import pytest
 pytest.register_assert_rewrite("qbn.testing")  # check_qbn_run's failures say what differed
 
 from qbn.testing.runs import compose_cfg  # noqa: E402
+from qbn.train import train  # noqa: E402
+
+# The one real run directory the run-directory safety tests share (trained once per session).
+DIGITS_RUN = ["dataset=digits", "trainer.max_epochs=2", "trainer.limit_train_batches=6", "callbacks.progress=null",
+              "trainer.enable_model_summary=false"]
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -21,3 +27,19 @@ def cfg_factory(tmp_path):
     def make(*overrides: str, run_dir: Path | None = None):
         return compose_cfg(run_dir or tmp_path / "run", list(overrides))
     return make
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory) -> Path:
+    """A completed 2-epoch digits run (summary, signs, kernels, report, figures, checkpoints), trained
+    once per session in-process; a test that changes it takes a copy (digits_run_copy)."""
+    run = tmp_path_factory.mktemp("digits") / "run"
+    summary = train(compose_cfg(run, DIGITS_RUN))
+    assert summary["status"] == "completed" and (run / "report.md").exists()
+    return run
+
+
+@pytest.fixture
+def digits_run_copy(digits_run, tmp_path) -> Path:
+    """A copy of digits_run in this test's tmp_path."""
+    return Path(shutil.copytree(digits_run, tmp_path / "run", symlinks=True))

@@ -155,12 +155,14 @@ def check_adds_epochs(cfg: DictConfig, saved: DictConfig, previous: dict | None,
     if own is None or not isinstance(new, int):
         return
     completed = (previous or {}).get("status") == "completed"
-    if new < own or (completed and new == own):
-        what = "completed" if completed else "is set to end after"
-        need = f"above {own}" if completed else f"of at least {own}"
-        raise RunDirError(f"trainer.max_epochs={new}: {run_dir} {what} {own} epochs, and a resume only adds epochs "
-                          f"(fewer would relabel the run); give trainer.max_epochs {need}, or overwrite=true to retrain "
-                          "it with fewer")
+    need = f"above {own}" if completed else f"of at least {own}"
+    if new < own:
+        raise RunDirError(f"trainer.max_epochs={new}: {run_dir} {'completed' if completed else 'is set to train'} {own} "
+                          f"epochs, and a resume only adds epochs (ending at {new} would relabel the run): give "
+                          f"trainer.max_epochs {need}, or overwrite=true to retrain it with {new}")
+    if completed and new == own:
+        raise RunDirError(f"trainer.max_epochs={new}: {run_dir} already completed its {own} epochs, and a resume only "
+                          f"adds epochs: give trainer.max_epochs {need}")
 
 
 def looks_like_run_dir(run_dir: Path) -> bool:

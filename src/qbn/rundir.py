@@ -70,9 +70,11 @@ def check_can_write(*paths: str | Path) -> None:
             folder = folder.parent
         if not folder.is_dir():
             raise OutputError(f"cannot write {path}: {folder} is a file, not a directory; choose a writable place")
-        if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-            raise OutputError(f"cannot write {path}: {path if path.exists() else folder} is read-only; "
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot write {path}: {'its folder' if folder == path.parent else folder} is read-only; "
                               "choose a writable place")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise OutputError(f"cannot write {path}: the file is read-only; choose a writable place")
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:

@@ -38,6 +38,11 @@ class Allocation(Enum):
     coverage = "coverage"
 
 
+class StudyLogger(Enum):
+    csv = "csv"
+    wandb = "wandb"
+
+
 class ProgressiveOrder(Enum):
     deepest_first = "deepest_first"
     shallowest_first = "shallowest_first"
@@ -93,8 +98,24 @@ class TrainSchema:
     optimized_metric: Optional[str] = MISSING  # noqa: UP045
 
 
+@dataclass
+class StudySchema:
+    """The study's own top-level options (conf/study/study.yaml)."""
+
+    dir: str = MISSING
+    stages: List[str] = MISSING  # noqa: UP006
+    only: Optional[str] = MISSING  # noqa: UP045
+    jobs: int = MISSING
+    train: List[str] = MISSING  # noqa: UP006
+    logger: StudyLogger = MISSING
+    wandb_project: str = MISSING
+    launcher: str = MISSING
+    report: bool = MISSING
+
+
 # section -> schema; "" is the top level (only the keys its schema names: the rest are sections)
 SCHEMAS = {"": TrainSchema, "binary": BinarySchema, "qbn": QBNSchema, "rewind": RewindSchema}
+STUDY_SCHEMAS = {"": StudySchema}
 BOOL_VALUES = "it takes true or false"
 
 
@@ -116,10 +137,11 @@ def _check_bools(cfg: DictConfig, section: str, schema: type) -> None:
             raise ConfigError(f"{key}={value!r}: not a valid bool; {BOOL_VALUES}")
 
 
-def check_schema(cfg: DictConfig) -> None:
+def check_schema(cfg: DictConfig, schemas: dict[str, type] = SCHEMAS) -> None:
     """One ConfigError for the first top-level option, or key of binary.*, qbn.* or rewind.*, that the
-    schema does not know or whose value has the wrong type or is not one of its choices."""
-    for section, schema in SCHEMAS.items():
+    schema does not know or whose value has the wrong type or is not one of its choices (`schemas`:
+    STUDY_SCHEMAS for the study's own config)."""
+    for section, schema in schemas.items():
         if section and section not in cfg:
             continue
         _check_bools(cfg, section, schema)

@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from ..config import CONFIG_DIR, check_choices
+from ..config import compose_train as _compose
 from ..errors import ConfigError, QbnError
 from ..schema import check_config
 from .spec import RewindError, parse_signs, parse_weights
@@ -45,18 +44,6 @@ class RewindStudy:
     trunk_dir: Path
     sweep_dir: Path | None
     returncode: int
-
-
-def _compose(overrides: list[str]):
-    """The composed config of `python -m qbn.train OVERRIDES` (a mistake is one ConfigError)."""
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-            return compose("train", overrides=overrides)
-    except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(f"bad override in {' '.join(overrides)}: {str(e).splitlines()[0][:200]}") from None
-    finally:
-        GlobalHydra.instance().clear()
 
 
 def check_rewound(cfg) -> None:

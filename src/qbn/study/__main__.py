@@ -9,8 +9,9 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import CONFIG_DIR, check_choices
+from ..config import CONFIG_DIR, check_choices, compose_config
 from ..errors import QbnError, command
+from ..schema import STUDY_SCHEMAS, check_schema
 from .collect import damaged, read_study
 from .report import write_results
 from .runner import Runner
@@ -68,6 +69,9 @@ if __name__ == "__main__":
         check_choices(sys.argv[1:], CONFIG_DIR / "study")
         check_choices(sys.argv[1:], CONFIG_DIR)
         sys.argv[1:] = split_overrides(sys.argv[1:])
+        # the study's own options typed before Hydra's app starts (it would rewrite .study/ first)
+        check_schema(compose_config(CONFIG_DIR / "study", "study", [a for a in sys.argv[1:] if not a.startswith("-")]),
+                     STUDY_SCHEMAS)
     except QbnError as e:
         print(f"qbn: {e}", file=sys.stderr)
         sys.exit(2)

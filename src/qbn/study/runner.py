@@ -27,8 +27,11 @@ import torch
 from omegaconf import DictConfig
 
 from .. import __version__
+from ..config import compose_train
 from ..errors import DamagedFileError, QbnError
+from ..rewind.spec import parse_signs, parse_weights
 from ..rundir import read_json, read_summary, write_json
+from ..schema import STUDY_SCHEMAS, check_config, check_schema
 from . import submit
 from .plan import STAGES, Job, plan
 
@@ -63,6 +66,7 @@ def _duration(seconds: float) -> str:
 
 class Runner:
     def __init__(self, cfg: DictConfig):
+        check_schema(cfg, STUDY_SCHEMAS)   # the study's own options typed (report=maybe is one line)
         self.cfg = cfg
         self.dir = Path(cfg.dir)
         read_json(self.dir / STUDY_JSON)   # the study's own record: a damaged one is named before anything runs
@@ -230,7 +234,23 @@ class Runner:
             for job in todo:
                 self.run_job(job)
 
+    def check_runs(self) -> None:
+        """Before the first run trains: the runs' options (the scale's and train=[...]) typed, once per
+        stage on its first run's composed config, and every run's rewind.signs / rewind.weights parsed."""
+        for stage in self.cfg.stages:
+            jobs = self.plan[stage]
+            if jobs:
+                check_config(compose_train(jobs[0].overrides))
+            for job in jobs:
+                for o in job.overrides:
+                    key, _, value = o.partition("=")
+                    if key == "rewind.signs":
+                        parse_signs(value)
+                    elif key == "rewind.weights":
+                        parse_weights(value)
+
     def run(self) -> int:
+        self.check_runs()
         self.dir.mkdir(parents=True, exist_ok=True)
         with open(self.dir / ".lock", "w") as lock:
             try:
