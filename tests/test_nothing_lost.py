@@ -13,7 +13,8 @@ from omegaconf import OmegaConf
 
 from qbn.aggregate import main as aggregate_main
 from qbn.analysis.sign_dynamics import main as signs_main
-from qbn.errors import ConfigError, DamagedFileError
+from qbn.build import build_datamodule
+from qbn.errors import ConfigError, DamagedFileError, DatasetMissingError
 from qbn.export.__main__ import main as export_main
 from qbn.kernels.__main__ import main as kernels_main
 from qbn.report import main as report_main
@@ -21,7 +22,7 @@ from qbn.run_guard import RunDirError
 from qbn.rundir import read_summary, update_summary, wall_segments
 from qbn.study.__main__ import report_main as study_report_main
 from qbn.testing.rundirs import assert_unchanged, files, one_line, read_only, temporary_files
-from qbn.testing.runs import compose_cfg
+from qbn.testing.runs import compose_cfg, run_cli
 from qbn.train import train
 
 from .conftest import DIGITS_RUN
@@ -167,13 +168,16 @@ def test_4_study_report_lists_damaged_runs_by_path_and_never_as_unfinished(digit
         assert_unchanged(study / "scaling" / job, before)
 
 
-def test_4_the_study_names_its_own_damaged_files(digits_run, tmp_path, capsys):
+@pytest.mark.parametrize("name", ["study.json", ".study/config.yaml"])
+def test_4_the_study_names_its_own_damaged_files(digits_run, tmp_path, name, capsys):
     study = tmp_path / "study"
     shutil.copytree(digits_run, study / "scaling" / "good")
-    (study / "study.json").write_text("{")
+    (study / name).parent.mkdir(parents=True, exist_ok=True)
+    (study / name).write_text("{" if name.endswith(".json") else "a: [unclosed")
+    before = files(study)
     assert study_report_main([str(study)]) == 1
-    one_line(capsys.readouterr().err, "study.json is damaged")
-    assert not (study / "RESULTS.md").exists()
+    one_line(capsys.readouterr().err, f"{name} is damaged")
+    assert_unchanged(study, before)
 
 
 def test_4_read_summary_never_takes_a_damaged_file_for_a_missing_one(tmp_path):
@@ -252,3 +256,37 @@ def test_the_saved_config_of_the_shared_run_is_the_digits_recipe(digits_run):
     cfg = OmegaConf.load(digits_run / ".hydra" / "config.yaml")
     assert cfg.dataset.name == "digits" and cfg.trainer.max_epochs == 2
     assert json.loads((digits_run / "summary.json").read_text())["epochs"] == 2
+
+
+# ---- the command lines: one line before anything starts ------------------------------------------------
+
+def test_1_the_probe_command_line_is_one_line_and_changes_nothing(digits_run_copy):
+    before = files(digits_run_copy)
+    r = run_cli("qbn.train", *DIGITS_RUN, "overwrite=yes_please", f"hydra.run.dir={digits_run_copy}")
+    assert r.returncode == 1
+    one_line(r.stderr, "overwrite='yes_please'", "true or false")
+    assert_unchanged(digits_run_copy, before)
+
+
+@pytest.mark.parametrize("command", [("qbn.train", "model=resnet99", "dataset=digits"), ("qbn.study", "scale=huge")])
+def test_a_missing_model_or_scale_is_one_line_listing_the_choices(command, tmp_path):
+    r = run_cli(*command, f"paths.output_dir={tmp_path}")
+    assert r.returncode in (1, 2)
+    line = one_line(r.stderr, "there is no", "choose one of")
+    assert ("resnet20" in line) if "model" in line else ("smoke" in line)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rewind_checks_every_sweep_value_before_the_trunk_trains(tmp_path):
+    r = run_cli("qbn.rewind", "dataset=digits", "trainer.max_epochs=2", f"paths.output_dir={tmp_path}", "--",
+                "rewind.signs=epoch:1,epoch:zz")
+    assert r.returncode == 2
+    one_line(r.stderr, "rewind.signs='epoch:zz'")
+    assert list(tmp_path.iterdir()) == []   # no trunk directory: nothing trained
+
+
+def test_an_image_folder_layout_error_is_its_own_line_not_hydras(tmp_path):
+    (tmp_path / "imgs" / "train" / "a").mkdir(parents=True)
+    with pytest.raises(DatasetMissingError, match="no image folder at") as info:
+        build_datamodule(compose_cfg(tmp_path / "run", ["dataset=image_folder", f"dataset.data_dir={tmp_path / 'imgs'}"]))
+    assert "Error in call to target" not in str(info.value) and "\n" not in str(info.value)

@@ -145,7 +145,12 @@ def update_summary(run_dir: str | Path, /, **fields: Any) -> dict:
 
 def run_config(run_dir: str | Path):
     """The composed config Hydra saved for the run; DamagedFileError when it does not load."""
-    path = Path(run_dir) / ".hydra" / "config.yaml"
+    return read_yaml(Path(run_dir) / ".hydra" / "config.yaml")
+
+
+def read_yaml(path: str | Path):
+    """A YAML config qbn saved (OmegaConf), None when absent; DamagedFileError when it does not load."""
+    path = Path(path)
     if not path.exists():
         return None
     try:

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from ..analysis.figures import label_axes, pyplot, save_figure
 from ..errors import QbnError
-from ..rundir import read_json, write_text
+from ..rundir import read_json, read_yaml, write_text
 from .collect import (
     COMPARED,
     HEADLINE_BITS,
@@ -262,11 +262,10 @@ def _portable(override: str, study_dir: Path) -> str:
 def planned_runs(study_dir: Path) -> dict[str, int]:
     """Runs per stage that the study's last invocation planned (its composed config in .study/);
     {} when that config is missing or no longer composes a plan."""
-    path = study_dir / ".study" / "config.yaml"
-    if not path.exists():
+    cfg = read_yaml(study_dir / ".study" / "config.yaml")   # a damaged one is named, not read as absent
+    if cfg is None:
         return {}
     try:
-        cfg = OmegaConf.load(path)
         return {stage: len(jobs) for stage, jobs in plan(cfg).items() if stage in cfg.stages}
     except Exception:  # noqa: BLE001 - a config of another qbn version: report without the plan
         return {}
