@@ -18,6 +18,8 @@ from qbn.errors import ConfigError, DamagedFileError, DatasetMissingError
 from qbn.export.__main__ import main as export_main
 from qbn.kernels.__main__ import main as kernels_main
 from qbn.report import main as report_main
+from qbn.rewind import RewindError
+from qbn.rewind.__main__ import check_before_training
 from qbn.run_guard import RunDirError
 from qbn.rundir import read_summary, update_summary, wall_segments
 from qbn.study.__main__ import report_main as study_report_main
@@ -277,7 +279,17 @@ def test_a_missing_model_or_scale_is_one_line_listing_the_choices(command, tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
-def test_rewind_checks_every_sweep_value_before_the_trunk_trains(tmp_path):
+def test_rewind_checks_every_sweep_value_before_the_trunk_trains():
+    common = ["experiment=primary_subnet", "dataset=digits", "trainer.max_epochs=2"]
+    check_before_training(common, ["rewind.signs=epoch:1,random", "seed=0,1"], "trunk")   # good values pass
+    with pytest.raises(RewindError, match="rewind.signs='epoch:zz' is not understood"):
+        check_before_training(common, ["rewind.signs=epoch:1,epoch:zz"], "trunk")
+    with pytest.raises(ConfigError, match="overwrite='yes_please'"):
+        check_before_training([*common, "overwrite=yes_please"], [], "trunk")
+
+
+@pytest.mark.slow
+def test_rewind_command_stops_at_a_bad_sweep_value_before_anything_trains(tmp_path):
     r = run_cli("qbn.rewind", "dataset=digits", "trainer.max_epochs=2", f"paths.output_dir={tmp_path}", "--",
                 "rewind.signs=epoch:1,epoch:zz")
     assert r.returncode == 2
