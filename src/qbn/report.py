@@ -233,7 +233,9 @@ def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise QbnError(f"{run_dir} is not a directory: give a run directory (outputs/<name>/<timestamp>)")
-    read_summary(run_dir), read_json(run_dir / "signs.json"), read_json(run_dir / "kernels.json")
+    read_summary(run_dir)   # each raises DamagedFileError, naming the file, when it does not read
+    read_json(run_dir / "signs.json")
+    read_json(run_dir / "kernels.json")
     path = run_dir / "report.md"
     # signs.json and summary.json too when the signs section computes them from the snapshots
     computes_signs = [run_dir / "signs.json", run_dir / SUMMARY] if not (run_dir / "signs.json").exists() else []
