@@ -29,7 +29,8 @@ class OutputError(QbnError):
 def command(argv: list[str], usage: str, arguments_ok, action) -> int:
     """A small command line (python -m qbn.report, qbn.study report, ...): its usage line and exit
     2 when `arguments_ok(argv)` is false (exit 0 for -h / --help), else `action(argv)`, whose
-    returned line is printed; a QbnError becomes one `qbn:` line and exit 1."""
+    returned line is printed; a QbnError, or an OSError the system raised, becomes one `qbn:` line
+    and exit 1."""
     import sys
 
     if argv in (["-h"], ["--help"]):
@@ -42,6 +43,9 @@ def command(argv: list[str], usage: str, arguments_ok, action) -> int:
         line = action(argv)
     except QbnError as e:
         print(f"qbn: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # the system refused a file (read-only, full disk, ...): its words, in one line
+        print(f"qbn: {e.filename or 'a file'}: {(e.strerror or type(e).__name__).lower()}", file=sys.stderr)
         return 1
     if line:
         print(line)
