@@ -14,7 +14,8 @@ import pytest
 from qbn.testing.runs import ROOT, run_cli
 
 # [project.scripts] of pyproject.toml, read by hand (tomllib needs Python 3.11; qbn supports 3.10)
-_SECTION = (Path(__file__).parents[1] / "pyproject.toml").read_text().split("[project.scripts]", 1)[1].split("\n[", 1)[0]
+_PYPROJECT = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+_SECTION = _PYPROJECT.split("[project.scripts]", 1)[1].split("\n[", 1)[0]
 SCRIPTS = dict(re.findall(r'^(qbn-[\w-]+) = "([\w.:]+)"', _SECTION, re.M))
 
 

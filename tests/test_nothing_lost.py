@@ -300,5 +300,6 @@ def test_rewind_command_stops_at_a_bad_sweep_value_before_anything_trains(tmp_pa
 def test_an_image_folder_layout_error_is_its_own_line_not_hydras(tmp_path):
     (tmp_path / "imgs" / "train" / "a").mkdir(parents=True)
     with pytest.raises(DatasetMissingError, match="no image folder at") as info:
-        build_datamodule(compose_cfg(tmp_path / "run", ["dataset=image_folder", f"dataset.data_dir={tmp_path / 'imgs'}"]))
+        build_datamodule(compose_cfg(tmp_path / "run", ["dataset=image_folder",
+                                                        f"dataset.data_dir={tmp_path / 'imgs'}"]))
     assert "Error in call to target" not in str(info.value) and "\n" not in str(info.value)

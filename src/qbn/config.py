@@ -90,7 +90,8 @@ def check_choices(argv: list[str], config_dir: Path) -> None:
         choices = sorted(p.stem for p in group.glob("*.yaml"))
         for v in (x.strip().strip("'\"") for x in value.split(",")):
             if v and v != "null" and v not in choices:
-                raise ConfigError(f"{arg}: there is no {key.lstrip('+~')} named {v!r}; choose one of {', '.join(choices)}")
+                raise ConfigError(f"{arg}: there is no {key.lstrip('+~')} named {v!r}; "
+                                  f"choose one of {', '.join(choices)}")
 
 
 register_resolvers()

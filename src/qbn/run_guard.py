@@ -157,7 +157,8 @@ def check_adds_epochs(cfg: DictConfig, saved: DictConfig, previous: dict | None,
     completed = (previous or {}).get("status") == "completed"
     need = f"above {own}" if completed else f"of at least {own}"
     if new < own:
-        raise RunDirError(f"trainer.max_epochs={new}: {run_dir} {'completed' if completed else 'is set to train'} {own} "
+        what = "completed" if completed else "is set to train"
+        raise RunDirError(f"trainer.max_epochs={new}: {run_dir} {what} {own} "
                           f"epochs, and a resume only adds epochs (ending at {new} would relabel the run): give "
                           f"trainer.max_epochs {need}, or overwrite=true to retrain it with {new}")
     if completed and new == own:

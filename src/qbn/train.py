@@ -128,7 +128,8 @@ def _take(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None, damaged: bool 
     overrides = list(HydraConfig.get().overrides.task)
     if damaged:
         os.replace(run_dir / SUMMARY, run_dir / DAMAGED_SUMMARY)
-        log.warning("%s/%s did not read: kept as %s; the resumed run writes a new one", run_dir, SUMMARY, DAMAGED_SUMMARY)
+        log.warning("%s/%s did not read: kept as %s; the resumed run writes a new one", run_dir, SUMMARY,
+                    DAMAGED_SUMMARY)
     if ckpt_path is None:
         cleared = clear_outputs(run_dir)
         if cleared:

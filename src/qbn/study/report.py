@@ -278,7 +278,8 @@ def runs_section(study_dir: Path, rows: list[dict]) -> str:
         took = f", took {inv['wall_s'] / 60:.1f} min" if inv.get("wall_s") is not None else ", did not finish"
         lines.append(f"- `{inv['command']}` at commit {inv['commit']}, started {inv['started']}{took}, on {inv['machine']}")
     planned = planned_runs(study_dir)
-    lines += ["", "| stage | planned | started | completed | failed or unfinished | damaged | wall time (sum of runs) |",
+    lines += ["", "| stage | planned | started | completed | failed or unfinished | damaged "
+              "| wall time (sum of runs) |",
               "|---|---|---|---|---|---|---|"]
     for stage in STAGES:
         rs = [r for r in rows if r["stage"] == stage]
@@ -286,14 +287,16 @@ def runs_section(study_dir: Path, rows: list[dict]) -> str:
             continue
         done, unread = completed(rs), [r for r in damaged(rs) if not r["summary"]]
         wall = sum(r["summary"].get("wall_s") or 0 for r in done)
-        lines.append(f"| {stage} | {planned.get(stage, '-')} | {len(rs)} | {len(done)} | {len(rs) - len(done) - len(unread)} | "
+        unfinished = len(rs) - len(done) - len(unread)
+        lines.append(f"| {stage} | {planned.get(stage, '-')} | {len(rs)} | {len(done)} | {unfinished} | "
                      f"{len(damaged(rs))} | {wall / 60:.1f} min |")
     bad = damaged(rows)
     if bad:
-        lines += ["", "Runs with a damaged file (not counted in any table: a damaged summary.json is neither completed nor "
-                  "unfinished; repair the file, or move the run directory away and run the study again to redo it):", ""]
-        lines += [f"- {_portable(str(r['dir']), study_dir)}: " + "; ".join(_portable(m, study_dir) for m in r["damaged"])
-                  for r in bad]
+        lines += ["", "Runs with a damaged file (not counted in any table: a damaged summary.json is neither "
+                  "completed nor unfinished; repair the file, or move the run directory away and run the study "
+                  "again to redo it):", ""]
+        lines += [f"- {_portable(str(r['dir']), study_dir)}: "
+                  + "; ".join(_portable(m, study_dir) for m in r["damaged"]) for r in bad]
     lines += ["", "Each run is `python -m qbn.train OVERRIDES paths.data_dir=$DATA hydra.run.dir=$STUDY/<stage>/<run>` "
               "($STUDY: the study directory; $DATA: the data directory of the machine it ran on):", ""]
     for stage in STAGES:
@@ -353,8 +356,8 @@ def write_results(study_dir: str | Path) -> Path:
                   "table and verdict below is computed from the completed runs only. Run the same study command again "
                   "to finish it.", ""]
     if damaged(rows):
-        parts += [f"**Damaged: {len(damaged(rows))} runs have a damaged file** and are not counted (listed by path under "
-                  "Runs).", ""]
+        parts += [f"**Damaged: {len(damaged(rows))} runs have a damaged file** and are not counted (listed by path "
+                  "under Runs).", ""]
     readings = read_readings(study_dir)
     for key, section in SECTIONS:
         parts += [section(study_dir, rows), ""]
