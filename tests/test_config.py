@@ -19,7 +19,8 @@ from qbn.rewind.__main__ import trunk_then_rewound
 from qbn.schema import check_schema
 from qbn.testing.runs import TINY, compose_run, fake_trunk, run_cli
 
-INSTRUMENTS = {"checkpoint", "codebook", "progress", "model_summary", "sign_flips", "sign_snapshots", "weight_stats", "kernel_stats"}
+INSTRUMENTS = {"checkpoint", "codebook", "distill", "progress", "model_summary", "sign_flips", "sign_snapshots",
+               "weight_stats", "kernel_stats"}
 
 
 def _callback_entries(path) -> dict:
@@ -40,7 +41,7 @@ def test_presets_add_callbacks_and_never_redefine_one():
             seen[name] = str(path.relative_to(CONFIG_DIR))
     default = _callback_entries(CONFIG_DIR / "callbacks" / "default.yaml")
     assert not set(default) & set(_callback_entries(CONFIG_DIR / "callbacks" / "base.yaml"))
-    assert {"rewind_points", "apply_rewind", "freeze_signs", "codebook", "checkpoint"} <= set(seen)
+    assert {"rewind_points", "apply_rewind", "freeze_signs", "codebook", "distill", "checkpoint"} <= set(seen)
 
 
 def test_cfg_job_lists_every_instrument(cfg_factory):
@@ -50,7 +51,7 @@ def test_cfg_job_lists_every_instrument(cfg_factory):
     for option, extra in (("trunk", "rewind_points"), ("freeze", "freeze_signs"), ("off", None)):
         listed = set(cfg_factory(f"rewind={option}").callbacks)
         assert listed == INSTRUMENTS | {"lr_monitor"} | ({extra} if extra else set())
-    assert set(cfg_factory("callbacks=none").callbacks) == {"checkpoint", "codebook"}
+    assert set(cfg_factory("callbacks=none").callbacks) == {"checkpoint", "codebook", "distill"}
 
 
 def test_callbacks_are_exactly_the_config_entries(cfg_factory, tmp_path):

@@ -225,7 +225,8 @@ def test_primary_subnet_preset_composes_for_both_steps(cfg_factory):
     assert params["rewind.signs"].split(",") == ["epoch:0", "epoch:1", "epoch:3", "epoch:5", "random", "final"]
     assert params["seed"] == "0,1"
     assert cfg_factory().rewind.signs is None  # off by default
-    assert cfg_factory("rewind=freeze", "rewind.freeze_signs_at=2").callbacks.freeze_signs.epoch == 2
+    assert cfg_factory("rewind=freeze", "rewind.freeze_signs_at=2").callbacks.freeze_signs.at == 2
+    assert cfg_factory("rewind=freeze", "rewind.freeze_signs_at=share:0.25").callbacks.freeze_signs.at == "share:0.25"
 
 
 def test_rewind_view_table_and_figure(tmp_path):

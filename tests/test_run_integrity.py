@@ -125,7 +125,8 @@ def test_overwrite_retrains_from_scratch_and_clears_the_old_outputs(tmp_path):
     again = train(compose_cfg(run, tiny("trainer.max_epochs=1", "overwrite=true")))
     assert again["epochs"] == 1 and again["max_epochs"] == 1 and again["global_step"] == first["global_step"] // 2
     assert not any(k.startswith("export/") for k in again) and not (run / "model.qbn").exists()
-    assert sorted(p.name for p in (run / "signs").iterdir()) == ["epoch_000.pt", "epoch_001.pt"]
+    assert sorted(p.name for p in (run / "signs").iterdir()) == ["epoch_000.pt", "epoch_001.pt", "last_flip_step.pt"]
+    assert torch.load(run / "signs" / "last_flip_step.pt", weights_only=True)["total_steps"] == again["global_step"]
     with open(run / "metrics.csv") as f:
         assert [r["epoch"] for r in csv.DictReader(f) if r.get("val/acc")] == ["0"]
     assert not (run / "metrics.csv.old").exists() and (run / "notes.txt").exists()

@@ -56,8 +56,10 @@ def epoch_curves(run_dir: Path) -> dict[str, dict[int, str]]:
 def test_short_run_writes_signs_report_and_figures(tmp_path):
     run = tmp_path / "run"
     train(f"hydra.run.dir={run}")
-    assert sorted(p.name for p in (run / "signs").iterdir()) == [f"epoch_00{e}.pt" for e in range(4)]
+    assert sorted(p.name for p in (run / "signs").iterdir()) == [f"epoch_00{e}.pt" for e in range(4)] + \
+        ["last_flip_step.pt"]
     signs = json.loads((run / "signs.json").read_text())
+    assert signs["steps"]["total_steps"] == json.loads((run / "summary.json").read_text())["global_step"]
     assert signs["epochs"] == [0, 1, 2, 3] and signs["problems"] == []
     summary = json.loads((run / "summary.json").read_text())
     assert summary["signs/E_0.95"] == signs["overall"]["E_0.95"] and summary["status"] == "completed"
@@ -66,7 +68,7 @@ def test_short_run_writes_signs_report_and_figures(tmp_path):
     assert any(k.startswith("signs/flip_ratio/layer") for k in curves)
     assert any(k.startswith("weights/alpha_mean/") for k in curves)
     report = (run / "report.md").read_text()
-    for name in ("flip_ratio", "sign_distance", "last_flip", "freeze_epochs", "weights"):
+    for name in ("flip_ratio", "sign_distance", "last_flip", "freeze_epochs", "stable_steps", "weights"):
         assert (run / "figures" / f"{name}.png").exists() and f"figures/{name}.png" in report
 
 
@@ -75,7 +77,7 @@ def test_resumed_run_gives_the_same_sign_curves(tmp_path):
     full, split = tmp_path / "full", tmp_path / "split"
     train(f"hydra.run.dir={full}")
     train(f"hydra.run.dir={split}", "+callbacks.stop._target_=tests.test_signs_train.StopAfterEpoch")
-    assert sorted(p.name for p in (split / "signs").iterdir()) == ["epoch_000.pt", "epoch_001.pt"]
+    assert sorted(p.name for p in (split / "signs").iterdir()) == ["epoch_000.pt", "epoch_001.pt", "last_flip_step.pt"]
     train(f"resume={split}")
     a, b = epoch_curves(full), epoch_curves(split)
     assert a.keys() == b.keys() and a == b
@@ -86,3 +88,6 @@ def test_resumed_run_gives_the_same_sign_curves(tmp_path):
         ta = torch.load(full / "signs" / f"epoch_00{e}.pt", weights_only=True)
         tb = torch.load(split / "signs" / f"epoch_00{e}.pt", weights_only=True)
         assert torch.equal(ta["bits"], tb["bits"])
+    la, lb = (torch.load(d / "signs" / "last_flip_step.pt", weights_only=True) for d in (full, split))
+    assert la["total_steps"] == lb["total_steps"] > 0
+    assert all(torch.equal(la["last_flip"][n], lb["last_flip"][n]) for n in la["last_flip"])

@@ -4,7 +4,8 @@
 
 Binary ResNet-20 (xnor, clipped STE), 1 x 28 x 28 inputs (Fashion-MNIST size), batch 128, Adam,
 on the CPU. Blocks of `block` training steps alternate between instruments off and on (the flip
-tracker's per-step work: one sign comparison and sum per layer, counts kept on the device), in one
+tracker's per-step work: one sign comparison and sum per layer, counts kept on the device, and the
+last-flip step of every weight updated from the same comparison), in one
 process, so a shared machine's load hits both alike; the ratio reported is the median over rounds
 of (on block time / off block time). On a heavily shared CPU that ratio is noisy, so the tracker's
 own time inside the "on" steps is also timed and reported as 1 + tracker time / step time. Per-epoch work (the flip ratio read-back, weight statistics
@@ -28,7 +29,7 @@ from qbn.binary import BinaryPolicy, binarize, binary_param_count
 from qbn.callbacks.sign_flips import SignFlipTracker
 from qbn.callbacks.weight_stats import weight_stats
 from qbn.models import resnet20
-from qbn.signs import model_signs, save_snapshot, snapshot_path
+from qbn.signs import last_flip_path, model_signs, save_last_flip, save_snapshot, snapshot_path
 
 
 def main() -> None:
@@ -49,14 +50,16 @@ def main() -> None:
     tracker.reset(0)
 
     instrument_s: list[float] = []  # the tracker's own time inside the "on" steps
+    steps = [0]                      # the optimizer step count the last-flip steps record
 
     def step(instrumented: bool) -> None:
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(net(x), y).backward()
         opt.step()
+        steps[0] += 1
         if instrumented:
             t = time.perf_counter()
-            tracker.after_step(net)
+            tracker.after_step(net, steps[0])
             instrument_s.append(time.perf_counter() - t)
 
     def block(instrumented: bool) -> float:
@@ -84,6 +87,7 @@ def main() -> None:
             tracker.epoch_ratios()
             weight_stats(net)
             path = save_snapshot(snapshot_path(tmp, e), model_signs(net), e)
+            save_last_flip(last_flip_path(tmp), tracker.last_flip_steps(), steps[0])
         per_epoch = (time.perf_counter() - t) / reps
         size = os.path.getsize(path)
     names = sum(len(n) for n in model_signs(net))

@@ -23,9 +23,11 @@ import time
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from qbn.config import CONFIG_DIR
 from qbn.study.plan import plan
+from qbn.study.plan_cost import cpu_seconds
 
 
 def cpu_of(command: list[str], log: Path) -> float:
@@ -58,7 +60,8 @@ def main() -> None:
                              out / f"e{epochs}.log")
         print(f"{epochs} epoch run: {cpu[epochs]:.1f} CPU s", flush=True)
     q = cfg.scale.qbn
-    qbn = cpu_of([*train, f"qbn.bits={q.bits[-1]}", f"qbn.from_ckpt={out / 'e2'}", f"trainer.max_epochs={q.epochs}",
+    entry = q.grid[0]
+    qbn = cpu_of([*train, f"qbn.bits={entry.bits[0]}", f"qbn.from_ckpt={out / 'e2'}", f"trainer.max_epochs={entry.epochs}",
                   f"optimizer.lr={q.lr}", f"hydra.run.dir={out / 'qbn'}", "overwrite=true"], out / "qbn.log")
     pack = cpu_of([sys.executable, "-m", "qbn.study.pack", str(out / "qbn"), *[o for o in cfg.scale.train if o.startswith("dataset")]],
                   out / "pack.log")   # what the study runs after each QBN run: pack, then evaluate the file
@@ -66,9 +69,12 @@ def main() -> None:
     per_epoch, per_run = cpu[2] - cpu[1], cpu[1] - (cpu[2] - cpu[1])
     qbn_run = qbn + pack
     print(f"per epoch {per_epoch:.1f} CPU s, per run {per_run:.1f} CPU s, a QBN run with packing and evaluation {qbn_run:.1f} CPU s")
+    print(f"the scale's cost model (cost: in conf/study/scale/{args.scale}.yaml): epoch_s {per_epoch:.1f}, run_s {per_run:.1f}, "
+          f"pack_s {pack:.1f}")
+    measured = OmegaConf.merge(cfg.scale.cost, {"epoch_s": per_epoch, "run_s": per_run, "pack_s": pack})
     total = 0.0
     for stage, jobs in plan(cfg).items():
-        cost = sum(qbn_run if j.export else per_run + j.epochs * per_epoch for j in jobs)
+        cost = sum(cpu_seconds(j, measured) for j in jobs)
         total += cost
         print(f"  {stage}: {len(jobs)} runs, {sum(j.epochs for j in jobs)} epochs, {cost / 3600:.2f} CPU hours")
     print(f"scale={args.scale}: {total / 3600:.2f} CPU hours -> {total / cfg.jobs / 3600:.2f} h with {cfg.jobs} runs side by side "

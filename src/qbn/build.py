@@ -60,6 +60,9 @@ def check_instruments(cfg: DictConfig) -> None:
     on = cfg.callbacks
     if (cfg.qbn.bits is not None or cfg.qbn.budget is not None) and not on.get("codebook"):
         raise ConfigError("qbn.bits / qbn.budget turn QBN on, but callbacks.codebook is off: drop callbacks.codebook=null")
+    if OmegaConf.select(cfg, "qbn.distill.weight", default=0) and not on.get("distill"):
+        raise ConfigError("qbn.distill.weight > 0 distils from a teacher, but callbacks.distill is off: "
+                          "drop callbacks.distill=null")
     if cfg.rewind.signs and not on.get("apply_rewind"):
         raise ConfigError("rewind.signs is set but callbacks.apply_rewind is off: choose rewind=rewound "
                           "(it adds the callback), or drop callbacks.apply_rewind=null")

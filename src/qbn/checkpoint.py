@@ -81,8 +81,8 @@ def check_compatible(state_dict: dict, model: nn.Module, source: str = "checkpoi
 
 
 def _optional(key: str) -> bool:
-    # optional buffers of binary layers (fixed signs, codebooks) are created on load
-    return key.rsplit(".", 1)[-1] in BinaryWeightMixin.optional_buffers
+    # optional buffers of binary layers (fixed signs, codebooks) and learned patterns are created on load
+    return key.rsplit(".", 1)[-1] in (*BinaryWeightMixin.optional_buffers, "patterns")
 
 
 def run_dir_of(path: Path) -> Path | None:

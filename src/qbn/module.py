@@ -18,6 +18,7 @@ from .binary import BinaryPolicy, binarize, binary_layers
 from .config import to_plain
 from .data.augment import random_crop_flip, step_generator
 from .errors import ConfigError
+from .losses import distillation_loss
 
 
 class Normalize(nn.Module):
@@ -43,8 +44,13 @@ class BWNModule(pl.LightningModule):
 
     `optimizer` and `scheduler` are plain dicts of the config groups (conf/optimizer, conf/scheduler:
     the defaults live there, once). Weight decay is set per kind of
-    parameter: latent binary weights, scales (alpha), BatchNorm and biases, full-precision weights.
+    parameter: latent binary weights, scales (alpha), BatchNorm and biases, full-precision weights,
+    and learned codebook patterns (qbn.method=learned: no decay, lr `pattern_lr`).
     """
+
+    # The learned patterns' learning rate (qbn.learned_lr, set by the QBN callback before the
+    # optimizer is made); None: the optimizer's lr.
+    pattern_lr: float | None = None
 
     def __init__(self, net: nn.Module, num_classes: int, mean, std, optimizer: dict, scheduler: dict,
                  augment: dict | None = None, seed: int = 0, channels_last: bool = False):
@@ -62,6 +68,12 @@ class BWNModule(pl.LightningModule):
         if self.top5:
             self.val_acc5, self.test_acc5 = metric(5), metric(5)
         self.val_acc_best = torchmetrics.MaxMetric()
+        self._distill: tuple[nn.Module, float, float] | None = None
+
+    def set_teacher(self, teacher: nn.Module | None, weight: float = 0.0, temperature: float = 1.0) -> None:
+        """Distil from `teacher` (frozen, in eval mode) during training; None stops. Held in a tuple,
+        so it is no submodule: not in the state dict, the parameters, or a packed file."""
+        self._distill = None if teacher is None else (teacher, float(weight), float(temperature))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = to_unit_float(x)
@@ -79,7 +91,13 @@ class BWNModule(pl.LightningModule):
         x, y = batch
         x = self._augment(to_unit_float(x), batch_idx)
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
+        if self._distill is None:
+            loss = F.cross_entropy(logits, y)
+        else:
+            teacher, weight, temperature = self._distill
+            with torch.no_grad():
+                soft = teacher(x)
+            loss = distillation_loss(logits, soft, y, weight, temperature)
         acc = self.train_acc(logits, y)  # this batch's accuracy (the metric also accumulates the epoch's)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
@@ -122,6 +140,7 @@ class BWNModule(pl.LightningModule):
         base_wd = cfg["weight_decay"]
         decay = {k: (base_wd if cfg[f"weight_decay_{k}"] is None else cfg[f"weight_decay_{k}"])
                  for k in ("binary", "scale", "bn", "fp")}
+        decay["patterns"] = 0.0   # decay would pull the learned patterns' signs towards flipping
         groups: dict[str, list] = {k: [] for k in decay}
         binary_weights = {id(m.weight) for m in binary_layers(self.net).values()}
         for module in self.net.modules():
@@ -130,13 +149,20 @@ class BWNModule(pl.LightningModule):
                     continue
                 if id(p) in binary_weights:
                     groups["binary"].append(p)
+                elif name == "patterns":
+                    if all(p is not q for q in groups["patterns"]):   # a shared codebook: one Parameter, many layers
+                        groups["patterns"].append(p)
                 elif name == "alpha":
                     groups["scale"].append(p)
                 elif isinstance(module, nn.modules.batchnorm._NormBase) or name == "bias":
                     groups["bn"].append(p)
                 else:
                     groups["fp"].append(p)
-        return [{"params": ps, "weight_decay": decay[k], "name": k} for k, ps in groups.items() if ps]
+        out = [{"params": ps, "weight_decay": decay[k], "name": k} for k, ps in groups.items() if ps]
+        for group in out:
+            if group["name"] == "patterns" and self.pattern_lr is not None:
+                group["lr"] = float(self.pattern_lr)
+        return out
 
     def configure_optimizers(self):
         cfg = self.optimizer_cfg

@@ -188,6 +188,49 @@ def signs_section(run_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def step_signs_section(run_dir: Path) -> str:
+    """The stable share against the share of training steps (signs.json `steps`): overall, per layer,
+    and over the weights that ever flip, with the E_q marks."""
+    signs = read_signs(run_dir)
+    steps = (signs or {}).get("steps")
+    if not steps:
+        return ""
+    o, layers = steps["overall"], steps["layers"]
+    plt = pyplot()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for color, d in zip(_layer_colors(len(layers)), layers.values(), strict=False):
+        a1.plot(d["stable_share"]["share_of_training"], [100 * v for v in d["stable_share"]["all"]], color=color,
+                lw=0.8, alpha=0.7)
+    curve = o["stable_share"]
+    a1.plot(curve["share_of_training"], [100 * v for v in curve["all"]], color="black", lw=2, label="all weights")
+    if curve["flipped"] is not None:
+        a1.plot(curve["share_of_training"], [100 * v for v in curve["flipped"]], color="#cc3311", lw=2,
+                label="weights that ever flip")
+    label_axes(a1, "share of training steps", "% with last flip <= step", "stable share (thin: layers)",
+               legend_size=8)
+    qs = [0.90, 0.95, 0.99]
+    names = list(layers)
+    a2.barh(range(len(names)), [layers[n]["E_0.95_frac_flipped"] or 0 for n in names], color="#4477aa")
+    a2.set_yticks(range(len(names)), names, fontsize=6)
+    a2.invert_yaxis()
+    a2.set_xlabel("E_0.95 over the weights that ever flip (share of training)")
+    a2.set_title("per layer")
+    a2.grid(alpha=0.3, axis="x")
+    fig_path = _save(fig, run_dir, "stable_steps.png")
+
+    def frac(v) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    lines = ["## Sign timing at step resolution (signs/last_flip_step.pt)", "",
+             f"{steps['total_steps']} optimizer steps; {pct(o['ever_flipped'])} % of the binarized weights ever flip. "
+             "E_q: the share of training by which a share q of the weights made their last flip.", "",
+             "| | " + " | ".join(f"E_{q:.2f}" for q in qs) + " |", "|---|" + "---|" * len(qs),
+             "| all weights | " + " | ".join(frac(o[f"E_{q:.2f}_frac"]) for q in qs) + " |",
+             "| weights that ever flip | " + " | ".join(frac(o[f"E_{q:.2f}_frac_flipped"]) for q in qs) + " |", "",
+             f"![stable share against steps]({fig_path})"]
+    return "\n".join(lines)
+
+
 def weights_section(run_dir: Path) -> str:
     """Latent weight norms, mean |W|, share inside the STE clip range, alpha over epochs."""
     m = read_epoch_metrics(run_dir, "weights/")
@@ -221,7 +264,7 @@ def weights_section(run_dir: Path) -> str:
     return "\n".join(["## Latent weights and scales", "", f"![weights]({path})"])
 
 
-SECTIONS += [summary_section, flip_section, signs_section, weights_section, kernel_section]
+SECTIONS += [summary_section, flip_section, signs_section, step_signs_section, weights_section, kernel_section]
 
 
 # ---- the report ----------------------------------------------------------------------------

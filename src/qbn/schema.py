@@ -13,7 +13,7 @@ but the word stays in the config, where `overwrite=no` would read as true. The g
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import List, Optional, get_type_hints  # noqa: UP035  OmegaConf reads these annotations, not X | None
 
@@ -48,6 +48,22 @@ class ProgressiveOrder(Enum):
     shallowest_first = "shallowest_first"
 
 
+class Method(Enum):
+    topk = "topk"
+    learned = "learned"
+
+
+class LearnedInit(Enum):
+    topk = "topk"
+    random = "random"
+
+
+@dataclass
+class DistillSchema:
+    weight: float = MISSING
+    temperature: float = MISSING
+
+
 @dataclass
 class BinarySchema:
     enabled: bool = MISSING
@@ -71,6 +87,11 @@ class QBNSchema:
     progressive_order: ProgressiveOrder = MISSING
     progressive_every: Optional[int] = MISSING  # noqa: UP045
     fp_reference: Optional[str] = MISSING  # noqa: UP045
+    method: Method = MISSING
+    learned_init: LearnedInit = MISSING
+    learned_lr: Optional[float] = MISSING  # noqa: UP045
+    learned_reseed_every: int = MISSING
+    distill: DistillSchema = field(default_factory=DistillSchema)
 
 
 @dataclass
@@ -79,7 +100,8 @@ class RewindSchema:
     weights: Optional[str] = MISSING  # noqa: UP045
     trunk: Optional[str] = MISSING  # noqa: UP045
     save_weights: List[int] = MISSING  # noqa: UP006
-    freeze_signs_at: Optional[int] = MISSING  # noqa: UP045
+    save_shares: List[float] = MISSING  # noqa: UP006
+    freeze_signs_at: Optional[str] = MISSING  # noqa: UP045  an epoch K or share:F (qbn.rewind.spec.parse_freeze_at)
     inherited: Optional[str] = MISSING  # noqa: UP045
 
 
@@ -183,6 +205,10 @@ _RULES = {
     "dataset.test_subset": ("int", 1, None, True),
     "qbn.bits": ("int", 1, 9, True),
     "qbn.budget": ("number", 1e-12, 9, True),
+    "qbn.learned_lr": ("number", 1e-12, None, True),
+    "qbn.learned_reseed_every": ("int", 0, None, False),
+    "qbn.distill.weight": ("number", 0, 1, False),
+    "qbn.distill.temperature": ("number", 1e-12, None, False),
 }
 
 

@@ -7,6 +7,7 @@ layer or over all binarized weights (rows concatenated across layers).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Collection, Sequence
@@ -84,6 +85,99 @@ def freeze_epoch(last_flip: torch.Tensor, q: float) -> int:
     return freeze_epoch_from(stable_fraction(last_flip, int(last_flip.max())), q)
 
 
+# ---- step resolution: each weight's last-flip step -----------------------------------------
+# The sign-flip callback keeps, per binarized weight, the last optimizer step t (1-based: t = the
+# trainer's global step after it) after which its sign differed from before it, 0 if it never
+# flipped. From that one integer per weight come E_q as a share of training and the stable-share
+# curve against steps, without epoch rounding.
+
+LAST_FLIP_FORMAT = "qbn-last-flip-v1"
+LAST_FLIP_FILE = "last_flip_step.pt"
+
+
+@torch.no_grad()
+def update_last_flip(last: torch.Tensor, flipped: torch.Tensor, step: int) -> None:
+    """In place: last = where(flipped, step, last) (`flipped`: after != before). No host sync."""
+    last.masked_fill_(flipped, step)
+
+
+def freeze_step(last_flip: torch.Tensor, q: float) -> int:
+    """E_q in steps: the smallest step s such that at least a share q of weights have last-flip <= s."""
+    flat = last_flip.reshape(-1)
+    if flat.numel() == 0:
+        raise ValueError("no weights: E_q is undefined")
+    need = max(1, math.ceil(q * flat.numel() - 1e-9))   # weights that must have settled by s
+    return int(torch.sort(flat.long()).values[need - 1].item())
+
+
+def step_grid(total_steps: int, points: int = 100) -> list[int]:
+    """About `points` + 1 steps from 0 to total_steps, evenly spaced (rounded, without repeats)."""
+    return sorted({round(j * total_steps / points) for j in range(points + 1)})
+
+
+def stable_share_at(last_flip: torch.Tensor, steps: Sequence[int]) -> list[float]:
+    """For each s in `steps`, the share of weights whose last flip is <= s (nan without weights)."""
+    flat = torch.sort(last_flip.reshape(-1).long()).values
+    if flat.numel() == 0:
+        return [float("nan")] * len(steps)
+    counts = torch.searchsorted(flat, torch.as_tensor(list(steps), dtype=torch.long), right=True)
+    return (counts.double() / flat.numel()).tolist()
+
+
+def step_timing(last_flip: torch.Tensor, total_steps: int, grid: Sequence[int] | None = None,
+                quantiles: Sequence[float] = (0.90, 0.95, 0.99)) -> dict:
+    """The step-resolution sign figures of one set of last-flip steps (a layer, or all layers):
+    ever_flipped, E_q_frac over all weights (never-flipped count as step 0) and E_q_frac_flipped
+    over the weights that ever flip (None when none does), both as shares of total_steps, and
+    the stable-share curve on `grid` (default: step_grid) over all and over the ever-flipped."""
+    flat = last_flip.reshape(-1).long()
+    total = max(int(total_steps), 1)
+    grid = list(step_grid(total_steps) if grid is None else grid)
+    flipped = flat[flat > 0]
+    out: dict = {"num_weights": int(flat.numel()), "total_steps": int(total_steps),
+                 "ever_flipped": float(flipped.numel() / max(flat.numel(), 1))}
+    for q in quantiles:
+        out[f"E_{q:.2f}_frac"] = freeze_step(flat, q) / total if flat.numel() else None
+        out[f"E_{q:.2f}_frac_flipped"] = freeze_step(flipped, q) / total if flipped.numel() else None
+    out["stable_share"] = {"steps": grid, "share_of_training": [s / total for s in grid],
+                           "all": stable_share_at(flat, grid),
+                           "flipped": stable_share_at(flipped, grid) if flipped.numel() else None}
+    return out
+
+
+def last_flip_path(run_dir: str | Path) -> Path:
+    """<run_dir>/signs/last_flip_step.pt."""
+    return Path(run_dir) / "signs" / LAST_FLIP_FILE
+
+
+def save_last_flip(path: str | Path, last_flip: dict[str, torch.Tensor], total_steps: int) -> Path:
+    """Write each layer's last-flip steps (int32, shaped like the weights) and the step count; atomic."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": LAST_FLIP_FORMAT, "total_steps": int(total_steps),
+               "last_flip": {name: t.detach().to("cpu", torch.int32).clone() for name, t in last_flip.items()}}
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_last_flip(path: str | Path) -> tuple[dict[str, torch.Tensor], int]:
+    """({layer: int32 last-flip steps}, total steps) from a last_flip_step.pt. weights_only, validated."""
+    path = Path(path)
+    if not path.exists():
+        raise SnapshotError(f"{path} is missing")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if payload.get("format") != LAST_FLIP_FORMAT:
+            raise ValueError(f"format {payload.get('format')!r}")
+        layers = {str(k): v.to(torch.int32) for k, v in payload["last_flip"].items()}
+        return layers, int(payload["total_steps"])
+    except Exception as e:  # noqa: BLE001  truncated or foreign files all end here
+        raise SnapshotError(f"{path} is unreadable or truncated ({type(e).__name__}); "
+                            "it is rewritten by the next training run") from None
+
+
 # ---- snapshots ----------------------------------------------------------------------------
 
 def snapshot_wanted(epoch: int, every: int, epochs: Collection[int], last: bool) -> bool:
@@ -102,6 +196,33 @@ def snapshot_path(run_dir: str | Path, epoch: int) -> Path:
     return Path(run_dir) / "signs" / f"epoch_{epoch:03d}.pt"
 
 
+def share_step(share: float, total_steps: int) -> int:
+    """The optimizer step that ends a share of training: round(share * total_steps) (Python's round)."""
+    return round(float(share) * int(total_steps))
+
+
+def share_label(share: float) -> str:
+    """A share of training as it appears in file names and specs: 0.125 -> "0.125" (%g)."""
+    return f"{float(share):g}"
+
+
+def share_snapshot_path(run_dir: str | Path, share: float) -> Path:
+    """<run_dir>/signs/share_F.pt: the signs after optimizer step round(F * total steps)."""
+    return Path(run_dir) / "signs" / f"share_{share_label(share)}.pt"
+
+
+def list_share_snapshots(run_dir: str | Path) -> dict[float, Path]:
+    """Share snapshots of a run directory by share, in increasing order."""
+    folder = Path(run_dir) / "signs"
+    found = {}
+    for p in folder.glob("share_*.pt") if folder.is_dir() else []:
+        try:
+            found[float(p.stem[len("share_"):])] = p
+        except ValueError:
+            continue
+    return dict(sorted(found.items()))
+
+
 def list_snapshots(run_dir: str | Path) -> dict[int, Path]:
     """Snapshot files of a run directory by epoch."""
     folder = Path(run_dir) / "signs"
@@ -113,12 +234,13 @@ def list_snapshots(run_dir: str | Path) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
-def save_snapshot(path: str | Path, signs: dict[str, torch.Tensor], epoch: int) -> Path:
+def save_snapshot(path: str | Path, signs: dict[str, torch.Tensor], epoch: int, **extra: int | float) -> Path:
     """Write signs bit-packed (1 bit per weight) with names and shapes; atomic.
 
     All layers go into one packed uint8 tensor (layers concatenated in order, flattened
     row-major, LSB first as qbn.binary.pack_bits), so the file is N/8 bytes plus one small
-    header (format, epoch, names, shapes) and the zip container's fixed overhead.
+    header (format, epoch, names, shapes) and the zip container's fixed overhead. `extra` adds
+    plain numbers to the header (a share snapshot records its `step` and `share`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,6 +250,7 @@ def save_snapshot(path: str | Path, signs: dict[str, torch.Tensor], epoch: int) 
         # one line per layer, "name d0,d1,...": a few bytes per layer instead of pickled lists
         "layers": "\n".join(f"{name} {','.join(str(d) for d in s.shape)}" for name, s in signs.items()),
         "bits": pack_bits(flat),
+        **extra,
     }
     tmp = path.with_suffix(".tmp")
     # The legacy (non-zip) container costs ~450 bytes where the zip one costs ~1.6 kB: it keeps

@@ -6,6 +6,11 @@ For every snapshot epoch e (row labels; epoch 0 = initialisation) and per layer 
 c_e, d_e, the last-flip epoch histogram, E_0.90/E_0.95/E_0.99, the stable-sign fraction curve
 and the share of signs that end different from initialisation. Missing or unreadable snapshots
 are named in `problems` and skipped; what remains is analysed.
+
+At step resolution, from signs/last_flip_step.pt (the sign-flip callback's last-flip step of
+every weight) when the run has one, `steps`: E_q as a share of training steps over all weights
+and over the ever-flipped ones, the share that ever flipped, and the stable-share curve against
+steps, overall and per layer.
 """
 
 from __future__ import annotations
@@ -24,11 +29,15 @@ from ..signs import (
     freeze_epoch_from,
     last_flip_epochs,
     last_flip_histogram,
+    last_flip_path,
     list_snapshots,
+    load_last_flip,
     load_snapshot,
     snapshot_wanted,
     stable_from_histogram,
     stack_history,
+    step_grid,
+    step_timing,
 )
 
 QUANTILES = (0.90, 0.95, 0.99)
@@ -73,6 +82,32 @@ def dynamics(history: torch.Tensor, epochs: list[int]) -> dict:
     return out
 
 
+STEP_KEYS = tuple(f"E_{q:.2f}_frac{tail}" for tail in ("", "_flipped") for q in QUANTILES) + ("ever_flipped",)
+
+
+def step_dynamics(last_flip: dict[str, torch.Tensor], total_steps: int) -> dict:
+    """signs.json's `steps`: step-resolution figures overall and per layer, on one grid of steps."""
+    grid = step_grid(total_steps)
+    flat = torch.cat([t.reshape(-1) for t in last_flip.values()]) if last_flip else torch.zeros(0, dtype=torch.int32)
+    return {"total_steps": int(total_steps), "overall": step_timing(flat, total_steps, grid),
+            "layers": {n: step_timing(t, total_steps, grid) for n, t in last_flip.items()}}
+
+
+def _read_steps(run_dir: Path, problems: list[tuple[int, str]]) -> dict | None:
+    path = last_flip_path(run_dir)
+    if not path.exists():
+        return None
+    try:
+        layers, total = load_last_flip(path)
+    except SnapshotError as e:
+        problems.append((-1, str(e)))
+        return None
+    if total < 1 or not layers:
+        problems.append((-1, f"{path} records no optimizer step: no step-resolution figures"))
+        return None
+    return step_dynamics(layers, total)
+
+
 def analyze_run(run_dir: str | Path, write: bool = True) -> dict:
     """Analyse <run_dir>/signs/*.pt; write signs.json and E_q into summary.json; return the dict."""
     run_dir = Path(run_dir)
@@ -98,8 +133,10 @@ def analyze_run(run_dir: str | Path, write: bool = True) -> dict:
         problems.append((min(files), f"the first snapshot (no epoch 000: the run started from a checkpoint of epoch "
                                      f"{min(files)}, or epoch 000 was deleted); L_i and E_q count from it"))
     epochs = sorted(snapshots)
+    steps = _read_steps(run_dir, problems)
     result: dict = {"run_dir": str(run_dir), "epochs": epochs, "missing": missing,
-                    "problems": [f"epoch {e}: {what}" for e, what in sorted(problems, key=lambda p: p[0])]}
+                    "problems": [f"epoch {e}: {what}" if e >= 0 else what
+                                 for e, what in sorted(problems, key=lambda p: p[0])]}
     if len(epochs) < 2:
         result["problems"].append(f"need at least 2 readable snapshots, found {len(epochs)}: nothing to analyse")
         result["overall"], result["layers"] = None, {}
@@ -109,12 +146,27 @@ def analyze_run(run_dir: str | Path, write: bool = True) -> dict:
         result["overall"] = dynamics(stack_history(ordered), epochs)
         result["layers"] = {n: {"shape": list(ordered[-1][n].shape), **dynamics(stack_history(ordered, [n]), epochs)}
                             for n in names}
+    if steps is not None:
+        result["steps"] = steps
     if write:
         write_json(run_dir / SIGNS_JSON, result)
-        if result["overall"] and (run_dir / "summary.json").exists():
-            update_summary(run_dir, **{f"signs/{k}": result["overall"][k] for k in ("E_0.90", "E_0.95", "E_0.99")},
-                           **{"signs/changed_from_init": result["overall"]["changed_from_init"]})
+        if (run_dir / "summary.json").exists():
+            update_summary(run_dir, **summary_fields(result))
     return result
+
+
+def summary_fields(result: dict) -> dict:
+    """signs.json's headline figures for summary.json: E_q in epochs (from the snapshots) and, at step
+    resolution, E_q as a share of training (all weights, ever-flipped weights) and the flipped share."""
+    fields = {}
+    o = result.get("overall")
+    if o:
+        fields.update({f"signs/{k}": o[k] for k in ("E_0.90", "E_0.95", "E_0.99")})
+        fields["signs/changed_from_init"] = o["changed_from_init"]
+    steps = result.get("steps")
+    if steps:
+        fields.update({f"signs/{k}": steps["overall"][k] for k in STEP_KEYS})
+    return fields
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,11 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     for p in result["problems"]:
         print(f"qbn: warning: {p}", file=sys.stderr)
     o = result["overall"]
+    steps = (result.get("steps") or {}).get("overall")
+    if steps:
+        print(f"{steps['total_steps']} steps: E_0.90 = {steps['E_0.90_frac']:.3f} of training "
+              f"({steps['E_0.90_frac_flipped'] or 0:.3f} over the {100 * steps['ever_flipped']:.1f} % that ever flip)")
     if o:
         print(f"epochs {result['epochs'][0]}..{result['epochs'][-1]}: E_0.90={o['E_0.90']} E_0.95={o['E_0.95']} "
               f"E_0.99={o['E_0.99']}; {100 * o['changed_from_init']:.1f} % of signs end different from epoch "
               f"{result['epochs'][0]}; wrote {Path(argv[0]) / SIGNS_JSON}")
-    return 0 if o else 1
+    return 0 if o or steps else 1
 
 
 if __name__ == "__main__":

@@ -81,3 +81,19 @@ def quantize_ste(weight: torch.Tensor, codebook: torch.Tensor, ste: str = "clipp
     weight (unchanged, or only where |w| <= 1 when clipped)."""
     b = sign_ste(weight, ste)
     return b + (quantized_kernels(weight, codebook) - b).detach()
+
+
+def pattern_ids(patterns: torch.Tensor) -> torch.Tensor:
+    """Kernel ids of sign(p) for learned patterns of shape K x 3 x 3 (sign(0) = +1): LongTensor K."""
+    return kernel_ids(patterns.detach().unsqueeze(0) >= 0).view(-1)
+
+
+def learned_ste(weight: torch.Tensor, patterns: torch.Tensor, ste: str = "clipped") -> torch.Tensor:
+    """A learned codebook (SNN-style): forward, each kernel w takes sign(p*) of the pattern p*
+    maximising <w, sign(p)> (map_to_codebook over the patterns' sign ids: the same mapping, ties to
+    the earlier pattern, as a QBN codebook of those ids, so freezing changes nothing); backward, the
+    sign STE's gradient to w, and to each pattern the sum of its kernels' gradients through the
+    pattern's own sign STE (clipped: only where |p| <= 1)."""
+    index = map_to_codebook(weight, pattern_ids(patterns))
+    b = sign_ste(weight, ste)
+    return sign_ste(patterns, ste)[index] + (b - b.detach())   # b - b.detach() is exactly 0 forward

@@ -9,8 +9,8 @@ channels in all) and binarized by one node, with the same values and gradients a
 path (tests/test_grouped.py checks them bit for bit).
 
 How: `group_binarization(model)` (which `binarize` calls) adds a forward pre-hook that, while
-gradients are on, computes the effective weight of every eligible layer (no kernel codebook, no
-fixed signs) and hands each layer its own; the layer takes it once, in that same forward pass, and
+gradients are on, computes the effective weight of every eligible layer (no kernel codebook or learned
+patterns, no fixed signs) and hands each layer its own; the layer takes it once, in that same forward pass, and
 a forward hook drops what no layer took. Anywhere else (no_grad evaluation, callbacks reading a
 layer, export) each layer computes its own weight as before.
 """
@@ -93,7 +93,7 @@ ALONE_FROM = 1 << 17
 
 
 def _eligible(layer: nn.Module) -> bool:
-    return layer.codebook is None and layer.fixed_signs is None
+    return layer.codebook is None and layer.patterns is None and layer.fixed_signs is None
 
 
 def _binarize_groups(model: nn.Module, args) -> None:

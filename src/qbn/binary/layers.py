@@ -6,6 +6,9 @@ Optional state rides along as buffers so it is saved in checkpoints and packed f
   the masked weights are fixed and the rest follow sign(W).
 - `codebook` (long, 2^n kernel ids, most frequent first): QBN; each 3x3 kernel is replaced by
   its codeword c* = argmax_{c in K} <w, c> (qbn.binary.codebook), gradients reach W through the STE.
+- `patterns` (an optional Parameter, K x 3 x 3): a learned codebook (qbn.method=learned) while it
+  trains; each kernel takes sign(p*) of the pattern maximising <w, sign(p)>, and freezing turns
+  it into the `codebook` of the patterns' sign ids (the same forward).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .codebook import map_to_codebook, quantize_ste, quantized_kernels
+from .codebook import learned_ste, map_to_codebook, pattern_ids, quantize_ste, quantized_kernels
 from .scaling import make_scaling
 from .ste import sign_ste
 
@@ -31,11 +34,14 @@ class BinaryWeightMixin:
         self.scaling = make_scaling(scaling, self.weight)
         for name in self.optional_buffers:
             self.register_buffer(name, None)
+        self.register_parameter("patterns", None)
 
     def binary_weight(self) -> torch.Tensor:
         """B in {-1, +1}, with the STE's gradient to the latent weight where B follows it."""
         if self.codebook is not None:
             return quantize_ste(self.weight, self.codebook, self.ste)
+        if self.patterns is not None:
+            return learned_ste(self.weight, self.patterns, self.ste)
         b = sign_ste(self.weight, self.ste)
         if self.fixed_signs is not None:
             fixed = self.fixed_signs.to(b.dtype) * 2 - 1
@@ -66,8 +72,9 @@ class BinaryWeightMixin:
     @torch.no_grad()
     def signs(self) -> torch.Tensor:
         """The binary signs used in forward as a bool tensor (True = +1), no gradient."""
-        if self.codebook is not None:
-            return quantized_kernels(self.weight, self.codebook) > 0
+        ids = self._codebook_ids()
+        if ids is not None:
+            return quantized_kernels(self.weight, ids) > 0
         b = self.weight >= 0  # sign(w) = +1 exactly where w >= 0
         if self.fixed_signs is not None:
             b = self.fixed_signs if self.fixed_mask is None else torch.where(self.fixed_mask, self.fixed_signs, b)
@@ -77,7 +84,7 @@ class BinaryWeightMixin:
         """Fix the binary signs to `signs` (bool, True = +1); only where `mask` is True if given."""
         if signs.shape != self.weight.shape or (mask is not None and mask.shape != self.weight.shape):
             raise ValueError(f"fixed signs of shape {tuple(signs.shape)} do not fit weight {tuple(self.weight.shape)}")
-        if self.codebook is not None:
+        if self._codebook_ids() is not None:
             raise ValueError("this layer is quantized to a kernel codebook (QBN); fixed signs and a codebook cannot be combined")
         self.fixed_signs = signs.to(device=self.weight.device, dtype=torch.bool).clone()
         self.fixed_mask = None if mask is None else mask.to(device=self.weight.device, dtype=torch.bool).clone()
@@ -97,6 +104,29 @@ class BinaryWeightMixin:
 
     def clear_codebook(self) -> None:
         self.codebook = None
+        self.patterns = None
+
+    def set_patterns(self, patterns: nn.Parameter) -> None:
+        """Learn this layer's codebook: `patterns` (K = 2^n x 3 x 3, a Parameter, shared or not)."""
+        n = patterns.shape[0].bit_length() - 1
+        if patterns.dim() != 3 or tuple(patterns.shape[1:]) != (3, 3) or patterns.shape[0] != 2 ** n:
+            raise ValueError(f"learned patterns are 2^n x 3 x 3, got shape {tuple(patterns.shape)}")
+        self._check_codebook()
+        self.codebook = None
+        self.patterns = patterns
+
+    @torch.no_grad()
+    def freeze_patterns(self) -> None:
+        """The learned patterns become a fixed codebook of their sign ids (forward unchanged)."""
+        ids = pattern_ids(self.patterns)
+        self.patterns = None
+        self.set_codebook(ids)
+
+    def _codebook_ids(self) -> torch.Tensor | None:
+        """The codebook forward maps kernels to: the fixed one, or the learned patterns' sign ids."""
+        if self.codebook is not None:
+            return self.codebook
+        return None if self.patterns is None else pattern_ids(self.patterns)
 
     def _check_codebook(self) -> None:
         """Refuse a codebook where it cannot apply; checked when one is set or loaded, not per forward."""
@@ -108,14 +138,21 @@ class BinaryWeightMixin:
     @torch.no_grad()
     def codebook_indices(self) -> torch.Tensor:
         """Index into the codebook of each kernel used in forward (LongTensor O x I)."""
-        if self.codebook is None:
+        ids = self._codebook_ids()
+        if ids is None:
             raise ValueError("this layer has no kernel codebook")
-        return map_to_codebook(self.weight, self.codebook)
+        return map_to_codebook(self.weight, ids)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for name in self.optional_buffers:
             if prefix + name in state_dict and getattr(self, name) is None:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        # learned patterns follow the state: created (or reshaped) when it has them, dropped when not
+        saved = state_dict.get(prefix + "patterns")
+        if saved is None:
+            self.patterns = None
+        elif self.patterns is None or self.patterns.shape != saved.shape:
+            self.patterns = nn.Parameter(torch.empty_like(saved, device=self.weight.device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         if self.codebook is not None:
             self._check_codebook()
@@ -124,6 +161,8 @@ class BinaryWeightMixin:
         fixed = "" if self.fixed_signs is None else (", signs=fixed" if self.fixed_mask is None else ", signs=partly fixed")
         if self.codebook is not None:
             fixed += f", codebook={self.codebook.numel()}"
+        if self.patterns is not None:
+            fixed += f", patterns={self.patterns.shape[0]}"
         return f"{super().extra_repr()}, scaling={self.scaling_name}, ste={self.ste}{fixed}"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
-from ..analysis.sign_dynamics import analyze_run
+from ..analysis.sign_dynamics import analyze_run, summary_fields
 from ..loggers import wandb_table
 from ..signs import list_snapshots, model_signs, save_snapshot, snapshot_path, snapshot_wanted
 
@@ -72,7 +72,8 @@ class SignSnapshots(pl.Callback):
             log.warning("sign analysis of %s failed: %s", self.run_dir, e)
             return
         overall = result.get("overall") or {}
-        metrics = {f"signs/{k}": float(overall[k]) for k in ("E_0.90", "E_0.95", "E_0.99") if overall.get(k) is not None}
+        metrics = {k: float(v) for k, v in summary_fields(result).items()
+                   if v is not None and k != "signs/changed_from_init"}
         if metrics:
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=trainer.global_step)

@@ -13,6 +13,7 @@ from ..binary import binary_layers
 from ..config import to_plain
 from ..errors import QbnError
 from ..kernels import NUM_IDS, ids_to_kernels, is_kernel_tensor, kernel_ids
+from ..kernels.learned import frozen_copy
 from . import adaptive, coding
 from .container import SectionWriter, assemble, index_bits
 from .fold import bn_scale_shift, conv_bn_pairs
@@ -70,7 +71,7 @@ def pack_module(module: nn.Module, spec: dict, fmt: str = "packed", alpha_dtype:
                 fp_dtype: str = "fp32", fold_bn: bool = False, source: dict | None = None) -> bytes:
     """The packed file's bytes for a BWNModule-like module (`.net`, `.normalize`)."""
     alpha_dt, fp_dt = _check_options(fmt, alpha_dtype, fp_dtype)
-    net = module.net
+    net = frozen_copy(module.net)   # learned patterns (a checkpoint from before the freeze) as codebooks
     layers = binary_layers(net)
     folded = {}
     if fold_bn:
@@ -159,9 +160,10 @@ def pack_module(module: nn.Module, spec: dict, fmt: str = "packed", alpha_dtype:
 
 def sorted_codebook(book: torch.Tensor, indices: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """A codebook as the sorted set of its ids, and each kernel's position in that set (the same
-    kernel as book[indices]; the file stores sets, whose order costs no bits)."""
+    kernel as book[indices]; the file stores sets, whose order costs no bits). A learned codebook
+    can repeat an id: the set holds it once."""
     ids = book.numpy().astype(np.int64)
-    order = np.sort(ids)
+    order = np.unique(ids)
     position = np.empty(NUM_IDS, dtype=np.int64)
     position[order] = np.arange(len(order))
     return order, position[ids[indices.numpy().reshape(-1)]]

@@ -3,7 +3,7 @@ budget), per-layer or shared codebooks counted from the latent signs, and what i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -25,6 +25,8 @@ from .stats import histogram, is_kernel_tensor, kernel_ids, overall_histogram
 CODEBOOK_MODES = ("per_layer", "shared")
 ALLOCATIONS = ("distortion", "coverage")
 ORDERS = ("deepest_first", "shallowest_first")
+METHODS = ("topk", "learned")
+LEARNED_INITS = ("topk", "random")
 
 
 @dataclass
@@ -42,6 +44,11 @@ class QBNSettings:
     progressive_order: str = "deepest_first"
     progressive_every: int | None = None
     fp_reference: str | None = None
+    method: str = "topk"
+    learned_init: str = "topk"
+    learned_lr: float | None = None
+    learned_reseed_every: int = 100
+    distill: dict = field(default_factory=lambda: {"weight": 0.0, "temperature": 4.0})
 
     @classmethod
     def from_dict(cls, d: dict | None) -> QBNSettings:
@@ -54,9 +61,23 @@ class QBNSettings:
     def enabled(self) -> bool:
         return self.bits is not None or self.budget is not None
 
+    @property
+    def learned(self) -> bool:
+        return self.enabled and self.method == "learned"
+
+    @property
+    def distill_weight(self) -> float:
+        return float(self.distill.get("weight", 0.0))
+
+    @property
+    def distill_temperature(self) -> float:
+        return float(self.distill.get("temperature", 4.0))
+
     def validate(self) -> None:
         if not self.enabled:
             stray = [k for k in ("layers", "from_ckpt", "refresh_every", "progressive") if getattr(self, k)]
+            stray += ["method=learned"] if self.method == "learned" else []
+            stray += ["distill.weight"] if self.distill_weight else []
             if stray:
                 raise CodebookError(f"qbn.{stray[0]} is set but QBN is off: set qbn.bits=n (1..9) or qbn.budget=b to turn it on")
         if self.bits is not None and self.budget is not None:
@@ -76,6 +97,25 @@ class QBNSettings:
             raise CodebookError(f"qbn.progressive_order={self.progressive_order!r}: choose deepest_first or shallowest_first")
         if int(self.refresh_every) < 0 or (self.progressive_every is not None and int(self.progressive_every) < 1):
             raise CodebookError("qbn.refresh_every must be >= 0 and qbn.progressive_every >= 1 (or null)")
+        self._validate_method()
+
+    def _validate_method(self) -> None:
+        """qbn.method, the learned codebook's options and distillation."""
+        if self.method not in METHODS:
+            raise CodebookError(f"qbn.method={self.method!r}: choose topk (the most frequent kernels) or learned")
+        if self.learned_init not in LEARNED_INITS:
+            raise CodebookError(f"qbn.learned_init={self.learned_init!r}: choose topk or random")
+        if self.method == "learned" and (self.progressive or int(self.refresh_every)):
+            raise CodebookError("qbn.method=learned learns its codebooks: qbn.progressive and qbn.refresh_every "
+                                "are for qbn.method=topk")
+        if int(self.learned_reseed_every) < 0 or (self.learned_lr is not None and not float(self.learned_lr) > 0):
+            raise CodebookError("qbn.learned_reseed_every must be >= 0 and qbn.learned_lr > 0 (or null)")
+        if not 0 <= self.distill_weight <= 1 or not self.distill_temperature > 0:
+            raise CodebookError(f"qbn.distill.weight={self.distill_weight} must be in [0, 1] and "
+                                f"qbn.distill.temperature={self.distill_temperature} above 0")
+        if self.distill_weight and not self.from_ckpt:
+            raise CodebookError("qbn.distill.weight > 0 distils from the BWN of qbn.from_ckpt (the teacher): "
+                                "set qbn.from_ckpt")
 
 
 def quantizable_layers(net: nn.Module, names: list[str] | None = None) -> dict[str, nn.Module]:

@@ -27,10 +27,14 @@ def kernel_section(run_dir: Path) -> str:
     if summary.get("qbn"):
         q = summary["qbn"]
         ns = sorted(set((summary.get("qbn_bits") or {}).values()))
+        learned = (f" (init {q.get('learned_init')}; coverage and signs changed at the start)"
+                   if q.get("method") == "learned" else "")
+        distilled = f", distilled (w = {summary.get('qbn/distill_weight')})" if summary.get('qbn/distill_weight') else ""
         lines += ["", "## QBN", "",
                   f"n = {', '.join(map(str, ns)) or '-'} bits per kernel ({q.get('codebook')} codebook"
                   f"{', budget ' + str(q['budget']) if q.get('budget') is not None else ''}"
-                  f"{', progressive' if q.get('progressive') else ''}); from {q.get('from_ckpt') or 'scratch'}.",
+                  f"{', progressive' if q.get('progressive') else ''}); method {q.get('method', 'topk')}"
+                  f"{learned}; from {q.get('from_ckpt') or 'scratch'}{distilled}.",
                   f"Bits per binarized weight: {summary.get('bits_per_weight', float('nan')):.4f}; model size "
                   f"{summary.get('model_bytes', 0)} bytes (computed).", "", summary.get("qbn_note", ""),
                   f"Binary layers not quantized: {', '.join(summary.get('qbn_not_quantized') or []) or 'none'}.", "",

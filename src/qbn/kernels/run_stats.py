@@ -12,24 +12,37 @@ from ..errors import QbnError
 from ..rundir import write_json
 from ..signs import SnapshotError, list_snapshots, load_snapshot
 from .figures import write_figures
-from .stats import entropy, layer_histograms, overall_histogram, summarize, top_shares
+from .stats import (
+    entropy,
+    entropy_miller_madow,
+    layer_histograms,
+    null_stats,
+    overall_histogram,
+    summarize,
+    top_shares,
+)
+
+NULL_SEED = 0   # the shuffled null's seed: one fixed draw, so kernels.json is reproducible
 
 KERNELS_FORMAT = "qbn-kernels-v1"
 log = logging.getLogger("qbn.kernels")
 
 
 def history(run_dir: str | Path) -> dict[int, dict]:
-    """Overall kernel statistics at each sign snapshot of a run (epoch 0 = initialisation)."""
+    """Overall kernel statistics at each sign snapshot of a run (epoch 0 = initialisation), each with
+    its shuffled null."""
     out = {}
     for epoch, path in list_snapshots(run_dir).items():
         try:
-            hist = overall_histogram(layer_histograms(load_snapshot(path)))
+            signs = load_snapshot(path)
         except SnapshotError as e:   # an unreadable snapshot only loses its point of the history
             log.warning("kernel history: skipping %s (%s)", path, e)
             continue
+        hist = overall_histogram(layer_histograms(signs))
         if hist.sum() == 0:
             continue
-        out[epoch] = {"entropy": entropy(hist), **top_shares(hist), "histogram": [int(c) for c in hist]}
+        out[epoch] = {"entropy": entropy(hist), "entropy_mm": entropy_miller_madow(hist), **top_shares(hist),
+                      "null": null_stats(signs, NULL_SEED)["overall"], "histogram": [int(c) for c in hist]}
     return out
 
 
@@ -39,11 +52,13 @@ def kernel_stats(signs: dict[str, torch.Tensor], run_dir: str | Path | None = No
     hists = layer_histograms(signs)
     if not hists:
         raise QbnError("no 3x3 binary convs found: kernel statistics need a BWN with 3x3 binary layers")
+    null = null_stats(signs, NULL_SEED)
     stats = {"format": KERNELS_FORMAT, **meta,
              "layers_counted": list(hists),
              "not_counted": [k for k in signs if k not in hists],
-             "overall": summarize(overall_histogram(hists)),
-             "layers": {k: summarize(h) for k, h in hists.items()}}
+             "null_model": f"each layer's signs shuffled within the layer (same +1 count), seed {NULL_SEED}",
+             "overall": {**summarize(overall_histogram(hists)), "null": null["overall"]},
+             "layers": {k: {**summarize(h), "null": null["layers"][k]} for k, h in hists.items()}}
     if run_dir is not None:
         stats["history"] = {str(e): v for e, v in history(run_dir).items()}
     return stats
@@ -58,7 +73,13 @@ def write_kernel_stats(run_dir: str | Path, stats: dict) -> Path:
 def summary_fields(stats: dict) -> dict:
     """The headline kernel figures for summary.json."""
     o = stats["overall"]
-    return {"kernels/entropy": o["entropy"], "kernels/top1": o["top1"], "kernels/top8": o["top8"], "kernels/top32": o["top32"]}
+    fields = {"kernels/entropy": o["entropy"], "kernels/top1": o["top1"], "kernels/top8": o["top8"],
+              "kernels/top32": o["top32"], "kernels/entropy_mm": o["entropy_mm"]}
+    null = o.get("null")
+    if null:
+        fields.update({"kernels/null_entropy": null["entropy"], "kernels/null_entropy_mm": null["entropy_mm"],
+                       **{f"kernels/null_{k}": v for k, v in null["coverage"].items()}})
+    return fields
 
 
 def write_run_kernels(run_dir: str | Path, signs: dict, layers: list[str] | None = None, figures: bool = True,

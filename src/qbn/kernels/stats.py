@@ -3,12 +3,15 @@ sign-symmetric 256-class view, entropy and top-k coverage. Vectorised, no loop o
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..binary.codebook import NUM_IDS, ids_to_kernels, is_kernel_tensor, kernel_ids
 
 NUM_CLASSES = 256
-__all__ = ["NUM_CLASSES", "NUM_IDS", "coverage", "entropy", "histogram", "ids_to_kernels", "is_kernel_tensor",
+__all__ = ["NUM_CLASSES", "NUM_IDS", "coverage", "entropy", "entropy_miller_madow", "histogram", "null_stats",
+           "shuffled_signs", "ids_to_kernels", "is_kernel_tensor",
            "kernel_ids", "layer_histograms", "most_frequent", "overall_histogram", "summarize", "symmetric_class", "top_shares", "uniform_coverage"]
 
 
@@ -30,6 +33,16 @@ def entropy(hist: torch.Tensor) -> float:
     p = hist.double() / total
     p = p[p > 0]
     return float(-(p * torch.log2(p)).sum().item())
+
+
+def entropy_miller_madow(hist: torch.Tensor) -> float:
+    """Miller-Madow bias-corrected entropy in bits: H_plugin + (m - 1) / (2 N ln 2), with m the
+    non-empty bins and N the kernels counted (the plug-in estimate is biased low by about that)."""
+    total = int(hist.sum().item())
+    if total == 0:
+        return 0.0
+    m = int((hist > 0).sum().item())
+    return entropy(hist) + (m - 1) / (2 * total * math.log(2))
 
 
 def coverage(hist: torch.Tensor) -> torch.Tensor:
@@ -56,6 +69,29 @@ def top_shares(hist: torch.Tensor, ks=(1, 8, 32)) -> dict[str, float]:
     return {f"top{k}": float(cov[k - 1].item()) for k in ks}
 
 
+def shuffled_signs(signs: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The null model: each layer's signs permuted at random within the layer (same shape, exactly
+    the same number of +1), so any kernel structure beyond the per-layer balance is gone."""
+    out = {}
+    for name, s in signs.items():
+        flat = s.reshape(-1).cpu()
+        out[name] = flat[torch.randperm(flat.numel(), generator=generator)].view(s.shape)
+    return out
+
+
+def _entropies_and_coverage(hist: torch.Tensor) -> dict:
+    return {"entropy": entropy(hist), "entropy_mm": entropy_miller_madow(hist), "coverage": top_shares(hist)}
+
+
+def null_stats(signs: dict[str, torch.Tensor], seed: int = 0) -> dict:
+    """Kernel statistics of the shuffled null (shuffled_signs, seeded) of the 3x3 layers of `signs`:
+    {"overall": {entropy, entropy_mm, coverage: {top1, top8, top32}}, "layers": {name: the same}}."""
+    hists = layer_histograms(shuffled_signs({k: v for k, v in signs.items() if is_kernel_tensor(v)},
+                                            torch.Generator().manual_seed(int(seed))))
+    return {"overall": _entropies_and_coverage(overall_histogram(hists)),
+            "layers": {k: _entropies_and_coverage(h) for k, h in hists.items()}}
+
+
 def summarize(hist: torch.Tensor, top: int = 32) -> dict:
     """Everything kernels.json holds for one histogram (512 ids)."""
     sym = torch.zeros(NUM_CLASSES, dtype=torch.long).index_add_(0, symmetric_class(torch.arange(NUM_IDS)), hist.long().cpu())
@@ -65,6 +101,7 @@ def summarize(hist: torch.Tensor, top: int = 32) -> dict:
         "kernels": total,
         "distinct": int((hist > 0).sum().item()),
         "entropy": entropy(hist),
+        "entropy_mm": entropy_miller_madow(hist),
         "entropy_symmetric": entropy(sym),
         **top_shares(hist),
         "uniform": {f"top{k}": k / NUM_IDS for k in (1, 8, 32)},

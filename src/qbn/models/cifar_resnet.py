@@ -2,6 +2,8 @@
 
 Shortcut option "A" (the paper's: identity with zero-padded channels, no parameters, 0.27M
 params for resnet20) or "B" (1x1 conv + BN on downsampling, the common BWN variant).
+`norm="none"` replaces the BatchNorm after every conv but the first with a per-channel bias
+(qbn.models.norm): the backbone of claim 1's contrast.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .norm import check_norm, norm_after_conv
 
 
 class _PadShortcut(nn.Module):
@@ -24,18 +28,19 @@ class _PadShortcut(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int, shortcut: str):
+    def __init__(self, in_planes: int, planes: int, stride: int, shortcut: str, norm: str = "batch"):
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm_after_conv(planes, norm)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = norm_after_conv(planes, norm)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_planes != planes:
             if shortcut == "A":
                 self.shortcut = _PadShortcut(planes - in_planes)
             else:
-                self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+                self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False),
+                                              norm_after_conv(planes, norm))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -45,21 +50,22 @@ class BasicBlock(nn.Module):
 
 class CifarResNet(nn.Module):
     def __init__(self, depth: int, num_classes: int = 10, in_channels: int = 3, shortcut: str = "A", width: int = 16,
-                 init: str = "torch"):
+                 init: str = "torch", norm: str = "batch"):
         super().__init__()
+        check_norm(norm)
         if (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
         if shortcut not in ("A", "B"):
             raise ValueError(f"shortcut must be 'A' or 'B', got {shortcut!r}")
         n = (depth - 2) // 6
         self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
+        self.bn1 = nn.BatchNorm2d(width)   # the first conv stays full precision: its BatchNorm stays with any norm
         layers, in_planes = [], width
         for i, planes in enumerate((width, 2 * width, 4 * width)):
             blocks = []
             for j in range(n):
                 stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(BasicBlock(in_planes, planes, stride, shortcut))
+                blocks.append(BasicBlock(in_planes, planes, stride, shortcut, norm))
                 in_planes = planes
             layers.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3 = layers
@@ -81,13 +87,16 @@ class CifarResNet(nn.Module):
         return self.fc(x)
 
 
-def resnet20(num_classes: int = 10, in_channels: int = 3, shortcut: str = "A", init: str = "torch", **_) -> CifarResNet:
-    return CifarResNet(20, num_classes, in_channels, shortcut, init=init)
+def resnet20(num_classes: int = 10, in_channels: int = 3, shortcut: str = "A", init: str = "torch", norm: str = "batch",
+             **_) -> CifarResNet:
+    return CifarResNet(20, num_classes, in_channels, shortcut, init=init, norm=norm)
 
 
-def resnet32(num_classes: int = 10, in_channels: int = 3, shortcut: str = "A", init: str = "torch", **_) -> CifarResNet:
-    return CifarResNet(32, num_classes, in_channels, shortcut, init=init)
+def resnet32(num_classes: int = 10, in_channels: int = 3, shortcut: str = "A", init: str = "torch", norm: str = "batch",
+             **_) -> CifarResNet:
+    return CifarResNet(32, num_classes, in_channels, shortcut, init=init, norm=norm)
 
 
-def resnet56(num_classes: int = 10, in_channels: int = 3, shortcut: str = "A", init: str = "torch", **_) -> CifarResNet:
-    return CifarResNet(56, num_classes, in_channels, shortcut, init=init)
+def resnet56(num_classes: int = 10, in_channels: int = 3, shortcut: str = "A", init: str = "torch", norm: str = "batch",
+             **_) -> CifarResNet:
+    return CifarResNet(56, num_classes, in_channels, shortcut, init=init, norm=norm)

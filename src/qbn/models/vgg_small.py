@@ -1,19 +1,24 @@
 """VGG-small (LQ-Nets / TWN CIFAR VGG): 2x128, pool, 2x256, pool, 2x512, pool, linear.
-Six 3x3 convs, each followed by BatchNorm and ReLU."""
+Six 3x3 convs, each followed by BatchNorm and ReLU. `norm="none"` keeps the first conv's
+BatchNorm and replaces the other five with a per-channel bias (qbn.models.norm)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from .norm import check_norm, norm_after_conv
+
 
 class VGGSmall(nn.Module):
-    def __init__(self, num_classes: int = 10, in_channels: int = 3, image_size: int = 32):
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, image_size: int = 32, norm: str = "batch"):
         super().__init__()
+        check_norm(norm)
         layers: list[nn.Module] = []
         c = in_channels
         for i, width in enumerate((128, 128, 256, 256, 512, 512)):
-            layers += [nn.Conv2d(c, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            after = nn.BatchNorm2d(width) if i == 0 else norm_after_conv(width, norm)
+            layers += [nn.Conv2d(c, width, 3, 1, 1, bias=False), after, nn.ReLU(inplace=True)]
             if i % 2 == 1:
                 layers.append(nn.MaxPool2d(2))
             c = width
@@ -27,5 +32,5 @@ class VGGSmall(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
-def vgg_small(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, **_) -> VGGSmall:
-    return VGGSmall(num_classes, in_channels, image_size)
+def vgg_small(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, norm: str = "batch", **_) -> VGGSmall:
+    return VGGSmall(num_classes, in_channels, image_size, norm)

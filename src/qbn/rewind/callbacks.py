@@ -1,5 +1,6 @@
-"""Rewinding's callbacks: the trunk saves its rewind points, a rewound run fixes its signs at the
-start of a fresh fit, and `freeze_signs_at` fixes the current signs at the end of epoch K."""
+"""Rewinding's callbacks: the trunk saves its rewind points (at chosen epochs and shares of
+training), a rewound run fixes its signs at the start of a fresh fit, and `freeze_signs_at` fixes
+the current signs at the end of epoch K or after the step that ends a share F of training."""
 
 from __future__ import annotations
 
@@ -12,21 +13,30 @@ import torch
 
 from ..binary import binary_layers
 from ..rundir import update_summary
+from ..signs import model_signs, save_snapshot, share_label, share_snapshot_path, share_step
 from .plan import apply_plan, plan_rewind
+from .spec import check_shares, parse_freeze_at
+from .trunk import share_checkpoint_path
 
 log = logging.getLogger("qbn.rewind")
 
 
 class RewindPoints(pl.Callback):
     """The trunk's side of rewinding: `checkpoints/init.ckpt` (the epoch-0 state: weights, BatchNorm
-    statistics, scales, with the seed) at the start of a fresh fit, and `checkpoints/epoch_JJJ.ckpt`
+    statistics, scales, with the seed) at the start of a fresh fit, `checkpoints/epoch_JJJ.ckpt`
     (the full training state, so a rewound run continues the schedule) at the end of each epoch J
-    in `epochs` (J >= 1). Rank zero writes (trainer.save_checkpoint)."""
+    in `epochs` (J >= 1), and for each share F in `shares` (0 < F < 1), after optimizer step
+    round(F * total steps), `signs/share_F.pt` (the signs, as an epoch snapshot) and
+    `checkpoints/share_F.ckpt` (the full training state). Rank zero writes."""
 
-    def __init__(self, run_dir: str, epochs: Sequence[int] | None = None, seed: int | None = None):
+    def __init__(self, run_dir: str, epochs: Sequence[int] | None = None, seed: int | None = None,
+                 shares: Sequence[float] | None = None):
         self.run_dir = Path(run_dir)
         self.epochs = sorted({int(e) for e in (epochs or []) if int(e) >= 1})
         self.seed = seed
+        self.shares = check_shares(shares)
+        self._at_step: dict[int, list[float]] = {}   # optimizer step -> the shares it ends
+        self._last_global_step = -1
 
     @property
     def state_key(self) -> str:
@@ -47,6 +57,36 @@ class RewindPoints(pl.Callback):
         epoch = trainer.current_epoch + 1
         if epoch in self.epochs:
             trainer.save_checkpoint(self.run_dir / "checkpoints" / f"epoch_{epoch:03d}.ckpt")
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.shares:
+            return
+        total = int(trainer.estimated_stepping_batches)
+        self._at_step = {}
+        for share in self.shares:
+            self._at_step.setdefault(share_step(share, total), []).append(share)
+        if trainer.is_global_zero:
+            update_summary(self.run_dir, **{"rewind/total_steps": total, "rewind/share_steps": {
+                share_label(f): share_step(f, total) for f in self.shares}})
+        self._last_global_step = trainer.global_step
+        if trainer.global_step == 0 and 0 in self._at_step:
+            self._save_shares(trainer, pl_module, 0)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        if not self._at_step or trainer.global_step == self._last_global_step:
+            return  # no shares, or no optimizer step on this batch
+        self._last_global_step = trainer.global_step
+        if trainer.global_step in self._at_step:
+            self._save_shares(trainer, pl_module, trainer.global_step)
+
+    def _save_shares(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int) -> None:
+        signs = model_signs(pl_module.net)
+        for share in self._at_step[step]:
+            if trainer.is_global_zero and signs:
+                save_snapshot(share_snapshot_path(self.run_dir, share), signs, trainer.current_epoch, step=step,
+                              share=share)
+            trainer.save_checkpoint(share_checkpoint_path(self.run_dir, share))  # every rank calls; rank zero writes
 
 
 class ApplyRewind(pl.Callback):
@@ -80,33 +120,54 @@ class ApplyRewind(pl.Callback):
 
 
 class FreezeSigns(pl.Callback):
-    """`freeze_signs_at: K`: fix every binary layer's current signs at the end of epoch K (K = 0: at
-    the start of the fit) and go on training; the cheap, restart-free variant of rewinding. The
-    fixed signs are buffers of the layers, so a resumed run keeps them."""
+    """`freeze_signs_at`: fix every binary layer's current signs and go on training (magnitudes,
+    alpha, BatchNorm and full-precision layers still train); the cheap, restart-free variant of
+    rewinding. `at` is an epoch K (the end of epoch K; 0: the start of the fit) or `share:F` (after
+    optimizer step round(F * total steps), total = the fit's planned steps). Before that moment the
+    run is the unfrozen run. The fixed signs are buffers of the layers, so a resumed run keeps them.
+    (`epoch` is the older name of `at`, kept for configs saved with it.)"""
 
-    def __init__(self, epoch: int, run_dir: str | None = None):
-        if int(epoch) < 0:
-            raise ValueError("freeze_signs_at must be an epoch >= 0")
-        self.epoch = int(epoch)
+    def __init__(self, at: int | str | None = None, run_dir: str | None = None, epoch: int | None = None):
+        self.at = parse_freeze_at(at if at is not None else epoch)   # a RewindError: one line before training
+        self.epoch = self.at.epoch
         self.run_dir = Path(run_dir) if run_dir else None
+        self._step: int | None = None            # the optimizer step of a share, known at on_train_start
+        self._last_global_step = -1
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(epoch=self.epoch)
+        return self._generate_state_key(epoch=self.epoch if self.at.share is None else self.at.text)
 
     def _freeze(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         for layer in binary_layers(pl_module.net).values():
             layer.fix_signs(layer.signs())
         if self.run_dir is not None and trainer.is_global_zero:
-            update_summary(self.run_dir, freeze_signs_at=self.epoch)
-        log.info("signs fixed at the end of epoch %d", self.epoch)
+            at = self.epoch if self.at.share is None else self.at.text
+            update_summary(self.run_dir, freeze_signs_at=at, freeze_signs_step=trainer.global_step)
+        log.info("signs fixed at %s (optimizer step %d)", self.at.text, trainer.global_step)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.epoch == 0 and trainer.ckpt_path is None:
             self._freeze(trainer, pl_module)
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.at.share is None:
+            return
+        self._step = share_step(self.at.share, int(trainer.estimated_stepping_batches))
+        self._last_global_step = trainer.global_step
+        if self._step == 0 and trainer.global_step == 0:
+            self._freeze(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        if self._step is None or trainer.global_step == self._last_global_step:
+            return
+        self._last_global_step = trainer.global_step
+        if trainer.global_step == self._step:
+            self._freeze(trainer, pl_module)
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.epoch >= 1 and trainer.current_epoch + 1 == self.epoch:
+        if self.epoch is not None and self.epoch >= 1 and trainer.current_epoch + 1 == self.epoch:
             self._freeze(trainer, pl_module)
 
 

@@ -43,7 +43,8 @@ class RewindPlan:
         total = sum(s.numel() for s in self.signs.values())
         trunk = read_summary(self.trunk_dir) or {}
         return {"rewind/trunk": str(self.trunk_dir), "rewind/mode": self.signs_spec.mode,
-                "rewind/signs": self.signs_spec.text, "rewind/K": self.k, "rewind/weights": self.weights_spec.text,
+                "rewind/signs": self.signs_spec.text, "rewind/K": self.k, "rewind/share": self.signs_spec.share,
+                "rewind/weights": self.weights_spec.text,
                 "rewind/J": self.j, "rewind/fixed_share": fixed / max(total, 1),
                 "rewind/trunk_epochs": self.last_epoch, "rewind/trunk_test_acc": trunk.get("test/acc"),
                 "rewind/inherited": self.inherited}

@@ -12,8 +12,10 @@ from ..signs import (
     SnapshotError,
     distance_to_final,
     last_flip_epochs,
+    list_share_snapshots,
     list_snapshots,
     load_snapshot,
+    share_label,
     snapshot_path,
     stack_history,
 )
@@ -89,6 +91,26 @@ def _snapshot(trunk_dir: Path, epoch: int) -> dict[str, torch.Tensor]:
         raise RewindError(str(e)) from None
 
 
+def share_checkpoint_path(run_dir: str | Path, share: float) -> Path:
+    """<run_dir>/checkpoints/share_F.ckpt: a trunk's full training state after step round(F * total steps)."""
+    return Path(run_dir) / "checkpoints" / f"share_{share_label(share)}.ckpt"
+
+
+def _share_snapshot(trunk_dir: Path, share: float, what: str) -> dict[str, torch.Tensor]:
+    """The trunk's signs at a share of training (signs/share_F.pt); one line listing the saved shares if absent."""
+    saved = list_share_snapshots(trunk_dir)
+    path = next((p for f, p in saved.items() if abs(f - share) < 1e-9), None)
+    if path is None:
+        listing = ", ".join(share_label(f) for f in saved) or "none"
+        raise RewindError(f"{what}: trunk {trunk_dir} saved no signs at share {share_label(share)} of training (saved "
+                          f"shares: {listing}); train the trunk with {TRUNK_OPTION} 'rewind.save_shares=[...]' "
+                          "listing it")
+    try:
+        return load_snapshot(path)
+    except SnapshotError as e:
+        raise RewindError(str(e)) from None
+
+
 def random_signs(reference: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Random signs, each weight +1 with probability = its layer's +1 share in `reference`."""
     out = {}
@@ -104,7 +126,13 @@ def stable_mask(history: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def select_signs(trunk_dir: Path, spec: SignSpec, last: int, seed: int) -> tuple[dict, dict | None, int | None]:
-    """(signs, mask or None, K) for `spec` from the trunk's snapshots."""
+    """(signs, mask or None, K) for `spec` from the trunk's snapshots (K is None for a share spec)."""
+    what = f"rewind.signs={spec.text}"
+    if spec.mode == "share":
+        return _share_snapshot(trunk_dir, spec.share, what), None, None
+    if spec.mode == "random" and spec.share is not None:
+        g = torch.Generator().manual_seed(int(seed) * 7919 + 17)
+        return random_signs(_share_snapshot(trunk_dir, spec.share, what), g), None, None
     if spec.mode == "final":
         return _snapshot(trunk_dir, last), None, last
     if spec.mode == "epoch":

@@ -1,5 +1,7 @@
 """`python -m qbn.study scale=smoke|cpu|full [overrides]` runs (or resumes) the study;
-`python -m qbn.study report DIR` rebuilds DIR/RESULTS.md and DIR/figures/ from its run directories."""
+`python -m qbn.study plan scale=cpu [--runs] [overrides]` prints its planned runs and estimated CPU
+time (nothing runs); `python -m qbn.study report DIR` rebuilds DIR/RESULTS.md and DIR/figures/
+from its run directories."""
 
 from __future__ import annotations
 
@@ -7,12 +9,15 @@ import json
 import sys
 
 import hydra
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import CONFIG_DIR, check_choices, compose_config
 from ..errors import QbnError, command
 from ..schema import STUDY_SCHEMAS, check_schema
 from .collect import damaged, read_study
+from .plan_cost import plan_report
 from .report import write_results
 from .runner import Runner
 
@@ -35,12 +40,32 @@ def study(cfg: DictConfig) -> None:
 
 def _report(args: list[str]) -> str:
     path = write_results(args[0])
-    bad = [str(r["dir"]) for r in damaged(read_study(args[0]))]
+    bad = [str(r.dir) for r in damaged(read_study(args[0]))]
     return f"wrote {path}" + (f"; {len(bad)} runs with a damaged file, not counted: {', '.join(bad)}" if bad else "")
 
 
 def report_main(argv: list[str]) -> int:
     return command(argv, "python -m qbn.study report STUDY_DIR", lambda a: len(a) == 1, _report)
+
+
+def plan_main(argv: list[str]) -> int:
+    """`plan [--runs] OVERRIDES`: compose the study config as the study would (Hydra's compose API:
+    the study's own app is not started), print its plan."""
+    runs = "--runs" in argv
+    try:
+        overrides = split_overrides([a for a in argv if a != "--runs"])
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(str(CONFIG_DIR / "study"), version_base="1.3"):
+            cfg = compose("study", overrides=overrides)
+        check_schema(cfg, STUDY_SCHEMAS)
+        print(plan_report(cfg, runs))
+    except QbnError as e:
+        print(f"qbn: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 - Hydra's override and composition errors: one line
+        print(f"qbn: study plan: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    return 0
 
 
 # the study's own options (the keys of conf/study/study.yaml, its config groups and hydra); any
@@ -65,6 +90,8 @@ def split_overrides(argv: list[str]) -> list[str]:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "report":
         sys.exit(report_main(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "plan":
+        sys.exit(plan_main(sys.argv[2:]))
     try:  # a scale or run option naming no file (scale=huge, model=resnet99): one line, not Hydra's list
         check_choices(sys.argv[1:], CONFIG_DIR / "study")
         check_choices(sys.argv[1:], CONFIG_DIR)

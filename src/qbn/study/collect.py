@@ -1,32 +1,19 @@
-"""The study's numbers from its run directories alone: one row per run (summary.json, signs.json,
-kernels.json), and for each claim a table of estimates and verdicts (pure functions of the rows,
-so tests build rows from hand-made run directories and compare with a direct computation)."""
+"""The study's runs, read from their directories alone: one Run per <study>/<stage>/<job>/ with a
+summary.json, its options (the overrides it was started with, .hydra/overrides.yaml), signs.json
+and kernels.json. The claims (qbn.study.claims) are pure functions of these runs, so tests build
+them from hand-made run directories."""
 
 from __future__ import annotations
 
-import statistics
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from ..errors import DamagedFileError
-from ..rundir import read_json, read_summary
+from ..rundir import read_json, read_summary, read_yaml
+from . import keys as K
 from .plan import STAGES
-from .stats import estimate, paired_difference
-from .verdicts import (
-    ACCURACY_MARGIN,
-    ENTROPY_THRESHOLD,
-    SETTLE_SHARE,
-    UNTESTED,
-    below,
-    combine,
-    equivalent,
-    not_worse,
-)
-
-SCHEMES = ("none", "xnor", "learnable", "lq", "fp")
-COMPARED = ("none", "learnable", "lq")   # claim 1: each against xnor
-QUANTILES = ("E_0.90", "E_0.95", "E_0.99")
-HEADLINE_K = 1          # claim 2: "the signs found at an early epoch": S_1
-HEADLINE_BITS = 4       # claim 4: n = 4, 0.44 bit per weight (the smallest figure Sub-bit Networks report)
 
 
 def _json(path: Path, damaged: list[str] | None = None) -> dict | None:
@@ -41,43 +28,130 @@ def _json(path: Path, damaged: list[str] | None = None) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def read_study(study_dir: str | Path) -> list[dict]:
-    """One row per run directory <study>/<stage>/<job>/ that has a summary.json. A damaged file is
-    never read as a missing one: the row's "damaged" lists each (a run whose summary.json is damaged
-    is neither completed nor unfinished; the report lists it by path)."""
+def read_options(run_dir: Path, damaged: list[str] | None = None) -> dict[str, str]:
+    """The run's overrides as {key: value} (as typed, '+'/'~' dropped); a damaged overrides.yaml
+    reads as none, its message added to `damaged` (raised when `damaged` is None)."""
+    try:
+        overrides = read_yaml(run_dir / ".hydra" / "overrides.yaml")
+    except DamagedFileError as e:
+        if damaged is None:
+            raise
+        damaged.append(str(e))
+        return {}
+    out = {}
+    for o in overrides or []:
+        key, _, value = str(o).partition("=")
+        out[key.lstrip("+~")] = value
+    return out
+
+
+@dataclass
+class Run:
+    stage: str
+    job: str
+    dir: Path
+    summary: dict
+    options: dict[str, str]
+    # one message per damaged file (summary.json, overrides, signs.json, kernels.json): such a file is
+    # never read as a missing one; a run whose summary.json is damaged is neither completed nor unfinished
+    damaged: list[str] = field(default_factory=list)
+
+    @cached_property
+    def signs(self) -> dict:
+        return _json(self.dir / "signs.json", self.damaged) or {}
+
+    @cached_property
+    def kernels(self) -> dict:
+        return _json(self.dir / "kernels.json", self.damaged) or {}
+
+    def get(self, key: str):
+        """A summary value; None when absent or not a finite number."""
+        v = self.summary.get(key)
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    @property
+    def completed(self) -> bool:
+        return self.summary.get(K.STATUS) == "completed"
+
+    @property
+    def seed(self):
+        return self.summary.get(K.SEED)
+
+    @property
+    def epochs(self) -> int:
+        return int(self.summary.get(K.EPOCHS) or self.options.get("trainer.max_epochs") or 0)
+
+    @property
+    def steps(self) -> int | None:
+        s = self.summary.get(K.GLOBAL_STEP)
+        return int(s) if s else None
+
+    @property
+    def recipe(self) -> str:
+        return f"{self.summary.get(K.OPTIMIZER)}_{self.summary.get(K.SCHEDULER)}"
+
+    @property
+    def norm(self) -> str:
+        return self.options.get(K.NORM, "batch")
+
+    @property
+    def scheme(self) -> str:
+        return str(self.summary.get(K.SCALING))
+
+    @property
+    def binary(self) -> bool:
+        return bool(self.summary.get("binary", self.scheme != "fp"))
+
+    def kernel_value(self, key: str):
+        """A kernel statistic (a keys.py summary key): summary.json's, else kernels.json's overall
+        or null part (the null's top-8 coverage: C(8) of its coverage curve)."""
+        v = self.get(key)
+        if v is not None:
+            return v
+        name = key.split("/", 1)[1]
+        if not name.startswith("null_"):
+            return (self.kernels.get("overall") or {}).get(name)
+        null = self.kernels.get("null") or {}
+        if name == "null_top8":
+            cov = null.get("coverage")
+            return cov[7] if isinstance(cov, list) and len(cov) > 7 else cov if isinstance(cov, (int, float)) else None
+        return null.get(name[len("null_") :])
+
+
+def read_study(study_dir: str | Path) -> list[Run]:
+    """One Run per run directory <study>/<stage>/<job>/ that has a summary.json. Every file a claim
+    reads is read here, so each damaged one is in the run's `damaged` (the report lists it by path)."""
     study_dir = Path(study_dir)
-    rows = []
+    runs = []
     for stage in STAGES:
         d = study_dir / stage
         if not d.is_dir():
             continue
         for run in sorted(p for p in d.iterdir() if (p / "summary.json").exists()):
             problems: list[str] = []
-            s = _json(run / "summary.json", problems) or {}
-            signs, kernels = _json(run / "signs.json", problems), _json(run / "kernels.json", problems)
-            rows.append({"stage": stage, "job": run.name, "dir": run, "summary": s, "damaged": problems,
-                         "recipe": f"{s.get('optimizer')}_{s.get('scheduler')}",
-                         "signs": (signs or {}).get("overall"), "signs_layers": (signs or {}).get("layers") or {},
-                         "signs_epochs": (signs or {}).get("epochs"), "kernels": (kernels or {}).get("overall")})
-    return rows
+            r = Run(stage, run.name, run, _json(run / "summary.json", problems) or {}, read_options(run, problems),
+                    problems)
+            r.signs, r.kernels  # noqa: B018  read now: a damaged one is listed, whatever the claims read later
+            runs.append(r)
+    return runs
 
 
-def completed(rows: list[dict], stage: str | None = None) -> list[dict]:
-    return [r for r in rows if r["summary"].get("status") == "completed" and (stage is None or r["stage"] == stage)]
+def completed(runs: list[Run], *stages: str) -> list[Run]:
+    return [r for r in runs if r.completed and (not stages or r.stage in stages)]
 
 
-def damaged(rows: list[dict], stage: str | None = None) -> list[dict]:
-    """Runs with a damaged file (summary.json, signs.json or kernels.json): never counted silently."""
-    return [r for r in rows if r.get("damaged") and (stage is None or r["stage"] == stage)]
+def damaged(runs: list[Run], *stages: str) -> list[Run]:
+    """Runs with a damaged file: never counted silently (the report lists them by path)."""
+    return [r for r in runs if r.damaged and (not stages or r.stage in stages)]
 
 
-def unreadable(rows: list[dict], stage: str | None = None) -> list[dict]:
+def unreadable(runs: list[Run], *stages: str) -> list[Run]:
     """Runs whose summary.json is damaged: neither completed nor unfinished."""
-    return [r for r in damaged(rows, stage) if not r["summary"]]
+    return [r for r in damaged(runs, *stages) if not r.summary]
 
 
 def find_run(study_dir: Path, path: str | None) -> Path | None:
-    """A run directory recorded in a summary, also after the study directory moved."""
+    """A run directory named in an option, also after the study directory moved."""
     if not path:
         return None
     p = Path(path)
@@ -87,162 +161,40 @@ def find_run(study_dir: Path, path: str | None) -> Path | None:
     return None
 
 
-def _by_seed(rows: list[dict], key) -> dict:
-    return {r["summary"].get("seed"): key(r) for r in rows}
+def trunks(runs: list[Run]) -> dict[tuple[int, object], Run]:
+    """{(epochs, seed): trunk}: the completed runs started with rewind=trunk (claim 2's references,
+    claim 4's BWNs)."""
+    return {(r.epochs, r.seed): r for r in completed(runs, "scaling", "signs") if r.options.get(K.REWIND) == "trunk"}
 
 
-def _acc(r: dict):
-    return r["summary"].get("test/acc")
+def stable_share_at(run: Run, share: float) -> float | None:
+    """The share of the run's signs stable from `share` of training on (no later flip), read off
+    signs.json's stable-share curve; None without one."""
+    curve = stable_curve(run)
+    if not curve:
+        return None
+    steps, values = curve
+    total = run.steps or steps[-1]
+    target = share * total
+    best = None
+    for s, v in zip(steps, values, strict=True):
+        if s <= target + 1e-9:
+            best = v
+    return best
 
 
-# ---- claim 1: scaling ---------------------------------------------------------------------------
-
-def scaling_table(rows: list[dict]) -> dict[str, dict]:
-    """{recipe: {"schemes": {scheme: {acc, diff, verdict}}, "verdict"}}: test accuracy per scheme,
-    each scheme's paired-by-seed difference to xnor, and claim 1's verdict per recipe."""
-    out = {}
-    runs = completed(rows, "scaling")
-    for recipe in sorted({r["recipe"] for r in runs}):
-        by_scheme = {s: _by_seed([r for r in runs if r["recipe"] == recipe and r["summary"].get("scaling") == s], _acc)
-                     for s in SCHEMES}
-        schemes = {}
-        for s, accs in by_scheme.items():
-            if not accs:
-                continue
-            diff = paired_difference(accs, by_scheme["xnor"]) if s != "xnor" else None
-            schemes[s] = {"acc": estimate(accs.values()), "diff": diff, "seeds": sorted(accs),
-                          "verdict": equivalent(diff, ACCURACY_MARGIN) if s in COMPARED and diff is not None else None}
-        verdicts = [schemes[s]["verdict"] for s in COMPARED if s in schemes]
-        out[recipe] = {"schemes": schemes, "verdict": combine(verdicts) if len(verdicts) == len(COMPARED) else "inconclusive",
-                       "epochs": max(r["summary"].get("max_epochs") or 0 for r in runs if r["recipe"] == recipe)}
-    return out
-
-
-# ---- claim 2: when signs settle -------------------------------------------------------------------
-
-def settle_table(rows: list[dict]) -> dict[str, dict]:
-    """{"adam, cosine, 8 epochs": {E_q estimates, share (E_0.90 / epochs), verdict, d_e curves, layers}}
-    over the binary xnor runs of the scaling and signs stages that have signs.json."""
-    out: dict[str, dict] = {}
-    runs = [r for r in completed(rows) if r["stage"] in ("scaling", "signs") and r["signs"]
-            and r["summary"].get("scaling") == "xnor"]
-    groups: dict[tuple, list[dict]] = {}
-    for r in runs:
-        s = r["summary"]
-        groups.setdefault((s.get("optimizer"), s.get("scheduler"), int(s.get("max_epochs") or 0)), []).append(r)
-    for (opt, sched, epochs), rs in sorted(groups.items()):
-        g = {"epochs": epochs, "seeds": sorted(r["summary"].get("seed") for r in rs),
-             **{q: estimate(r["signs"].get(q) for r in rs) for q in QUANTILES},
-             "share": estimate(r["signs"]["E_0.90"] / epochs for r in rs),
-             "changed": estimate(r["signs"].get("changed_from_init") for r in rs),
-             "curves": [(r["signs_epochs"], r["signs"]["d_e"]) for r in rs]}
-        # stable_fraction at epoch 0: the share of signs that never flipped (L_i = 0)
-        never = [r["signs"]["stable_fraction"][0] for r in rs
-                 if r["signs"].get("stable_fraction") and r["signs_epochs"][:1] == [0]]
-        g["never_flipped"] = estimate(never) if len(never) == len(rs) else None
-        g["verdict"] = (UNTESTED if g["never_flipped"] is not None and min(never) >= 0.90
-                        else below(g["share"], SETTLE_SHARE))
-        layers: dict[str, list] = {}
-        for r in rs:
-            for name, d in r["signs_layers"].items():
-                layers.setdefault(name, []).append(d.get("E_0.95"))
-        g["layers"] = {name: statistics.fmean(v) for name, v in layers.items() if None not in v}
-        out[f"{opt}, {sched}, {epochs} epochs"] = g
-    return out
-
-
-# ---- claim 2: primary sub-networks ---------------------------------------------------------------
-
-def _order(g: dict) -> tuple:
-    rank = {"epoch": 0, "stable": 1, "random": 2, "final": 3}.get(g["mode"], 4)
-    return str(g["weights"]), rank, -1 if g["K"] is None else int(g["K"])
-
-
-def rewind_table(rows: list[dict], study_dir: Path) -> dict:
-    """Rewound runs per (weights, signs): accuracy, paired difference to the trunk (same seed) and
-    to the random-signs control (same seed and weights), the share of signs final at K."""
-    runs = completed(rows, "rewind")
-    trunks: dict = {}
-    for r in runs:
-        seed = r["summary"].get("seed")
-        if seed not in trunks:
-            d = find_run(study_dir, r["summary"].get("rewind/trunk"))
-            ts = _json(d / "summary.json", []) if d else None   # damaged: listed with its own row
-            sj = _json(d / "signs.json", []) if d else None
-            trunks[seed] = {"acc": (ts or {}).get("test/acc") if (ts or {}).get("status") == "completed" else None,
-                            "d_e": dict(zip(sj["epochs"], sj["overall"]["d_e"], strict=True)) if sj and sj.get("overall") else {}}
-    trunk_acc = {s: t["acc"] for s, t in trunks.items() if t["acc"] is not None}
-    groups: dict[tuple, dict] = {}
-    for r in runs:
-        s = r["summary"]
-        g = groups.setdefault((s.get("rewind/weights"), s.get("rewind/signs")), {
-            "weights": s.get("rewind/weights"), "signs": s.get("rewind/signs"), "mode": s.get("rewind/mode"),
-            "K": s.get("rewind/K"), "acc": {}, "fixed_share": s.get("rewind/fixed_share")})
-        g["acc"][s.get("seed")] = s.get("test/acc")
-    for g in groups.values():
-        g["estimate"] = estimate(g["acc"].values())
-        g["vs_trunk"] = paired_difference(g["acc"], trunk_acc)
-        random = groups.get((g["weights"], "random"))
-        g["vs_random"] = paired_difference(g["acc"], random["acc"]) if random and g["signs"] != "random" else None
-        k = g["K"]
-        finals = [1 - trunks[seed]["d_e"][k] for seed in g["acc"] if k is not None and k in trunks.get(seed, {}).get("d_e", {})]
-        g["final_at_K"] = statistics.fmean(finals) if finals else None
-        # random signs are the control expected to lose accuracy: no verdict of their own
-        g["verdict"] = "(control)" if g["mode"] == "random" else not_worse(g["vs_trunk"], ACCURACY_MARGIN)
-    ordered = sorted(groups.values(), key=_order)
-    headline = {g["weights"]: g["verdict"] for g in ordered if g["mode"] == "epoch" and g["K"] == HEADLINE_K}
-    return {"trunk": estimate(trunk_acc.values()), "trunk_acc": trunk_acc, "groups": ordered, "headline": headline,
-            "verdict": headline.get("init", "inconclusive")}
-
-
-# ---- claim 3: kernels -------------------------------------------------------------------------------
-
-def kernel_table(rows: list[dict]) -> dict[str, dict]:
-    """Per recipe, over the scaling stage's xnor runs: entropy and top-1/8/32 coverage estimates."""
-    out = {}
-    runs = [r for r in completed(rows, "scaling") if r["kernels"] and r["summary"].get("scaling") == "xnor"]
-    for recipe in sorted({r["recipe"] for r in runs}):
-        rs = [r for r in runs if r["recipe"] == recipe]
-        e = estimate(r["kernels"]["entropy"] for r in rs)
-        out[recipe] = {"entropy": e, "seeds": sorted(r["summary"].get("seed") for r in rs),
-                       **{k: estimate(r["kernels"][k] for r in rs) for k in ("top1", "top8", "top32")},
-                       "uniform": rs[0]["kernels"].get("uniform", {}),
-                       "coverage": [r["kernels"].get("coverage") for r in rs],
-                       "verdict": below(e, ENTROPY_THRESHOLD)}
-    return out
-
-
-# ---- claim 4: QBN -----------------------------------------------------------------------------------
-
-def qbn_table(rows: list[dict], study_dir: Path) -> dict:
-    """Per (codebook, n): accuracy of the packed file, bits per binarized weight measured from the
-    file, file bytes, and the paired-by-seed difference to the BWN it was fine-tuned from."""
-    runs = [r for r in completed(rows, "qbn") if r["summary"].get("export/test_acc") is not None]
-    bwn: dict = {}
-    groups: dict[tuple, dict] = {}
-    for r in runs:
-        s = r["summary"]
-        q = s.get("qbn") or {}
-        seed = s.get("seed")
-        if seed not in bwn:
-            d = find_run(study_dir, q.get("from_ckpt"))
-            bs = _json(d / "summary.json", []) if d else None
-            if bs and bs.get("status") == "completed":
-                bwn[seed] = bs.get("test/acc")
-        g = groups.setdefault((q.get("codebook"), q.get("bits")), {"codebook": q.get("codebook"), "bits": q.get("bits"),
-                                                                 "acc": {}, "bpw": [], "bytes": []})
-        g["acc"][seed] = s["export/test_acc"]
-        g["bpw"].append(s.get("export/bits_per_binarized_weight"))
-        g["bytes"].append(s.get("export/file_bytes"))
-    for g in groups.values():
-        g["estimate"] = estimate(g["acc"].values())
-        g["bits_per_weight"] = statistics.fmean(g["bpw"]) if None not in g["bpw"] else None
-        g["file_bytes"] = max(g["bytes"]) if None not in g["bytes"] else None
-        g["vs_bwn"] = paired_difference(g["acc"], bwn)
-        g["verdict"] = not_worse(g["vs_bwn"], ACCURACY_MARGIN)
-    ordered = sorted(groups.values(), key=lambda g: (str(g["codebook"]), -int(g["bits"])))
-    head = next((g for g in ordered if g["codebook"] == "per_layer" and g["bits"] == HEADLINE_BITS), None)
-    fp = [r for r in completed(rows, "scaling") if r["summary"].get("scaling") == "fp"]
-    return {"groups": ordered, "bwn": estimate(bwn.values()), "bwn_acc": bwn,
-            "fp": estimate(_acc(r) for r in fp if r["recipe"] == (runs[0]["recipe"] if runs else None)),
-            "verdict": head["verdict"] if head else "inconclusive"}
+def stable_curve(run: Run) -> tuple[list[float], list[float]] | None:
+    """signs.json's stable-share curve as (steps, shares), whichever of the plain shapes it has:
+    {"steps": [...], "share": [...]}, [[step, share], ...], or shares at evenly spaced steps."""
+    raw = run.signs.get(K.STABLE_SHARE) or (run.signs.get("overall") or {}).get(K.STABLE_SHARE)
+    if not raw:
+        return None
+    if isinstance(raw, dict):
+        steps = raw.get("steps") or raw.get("step")
+        values = raw.get("share") or raw.get(K.STABLE_SHARE) or raw.get("values")
+        return (list(map(float, steps)), list(map(float, values))) if steps and values else None
+    if isinstance(raw[0], (list, tuple)):
+        return [float(a) for a, _ in raw], [float(b) for _, b in raw]
+    total = run.steps or (len(raw) - 1)
+    n = max(1, len(raw) - 1)
+    return [total * i / n for i in range(len(raw))], [float(v) for v in raw]

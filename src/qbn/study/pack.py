@@ -23,7 +23,8 @@ def pack_and_evaluate(run_dir: Path, dataset: list[str]) -> dict:
 def main(argv: list[str]) -> int:
     def pack(args: list[str]) -> str:
         s = pack_and_evaluate(Path(args[0]), args[1:])
-        return f"packed {s['export/file']}: {s['export/file_bytes']} bytes, test accuracy from the file {100 * s['export/test_acc']:.2f} %"
+        return (f"packed {s['export/file']}: {s['export/file_bytes']} bytes, "
+                f"test accuracy from the file {100 * s['export/test_acc']:.2f} %")
 
     return command(argv, "python -m qbn.study.pack RUN_DIR [dataset=... overrides]", bool, pack)
 

@@ -1,9 +1,9 @@
 """Run the study's plan, resumably: each job is an ordinary `python -m qbn.train` process whose
 run directory is <study dir>/<stage>/<job>. A second invocation reads every run directory's
 summary.json first: completed runs are skipped, interrupted ones resume from their last.ckpt
-(qbn.train does that by itself), failed ones run again. Progress: a line per stage
-(`scaling: 15/15 done, 0 to run`), a line per finished run, and an estimate of the time left
-from the seconds per epoch the completed runs took."""
+(qbn.train does that by itself), failed ones run again. One invocation per study directory (a
+lock file). Launching processes: qbn.study.launch (cluster jobs: qbn.study.submit); progress
+lines and time estimates: qbn.study.progress; study.json: qbn.study.provenance."""
 
 from __future__ import annotations
 
@@ -11,32 +11,30 @@ import fcntl
 import fnmatch
 import logging
 import os
-import platform
 import queue
 import shlex
-import signal
-import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig
 
-from .. import __version__
 from ..config import compose_train
 from ..errors import DamagedFileError, QbnError
-from ..rewind.spec import parse_signs, parse_weights
-from ..rundir import read_json, read_summary, write_json
+from ..rewind.spec import parse_freeze_at, parse_signs, parse_weights
+from ..rundir import read_json, read_summary
 from ..schema import STUDY_SCHEMAS, check_config, check_schema
 from . import submit
+from .launch import LIVE, _gpu_count, _run_process, _stop_on_sigterm, stop_live_runs
 from .plan import STAGES, Job, plan
+from .progress import Progress, _duration
+from .provenance import STUDY_JSON, record_invocation
+
+__all__ = ["LIVE", "STUDY_JSON", "Runner", "StudyError", "job_state"]
 
 log = logging.getLogger("qbn.study")
-STUDY_JSON = "study.json"
 
 
 class StudyError(QbnError):
@@ -59,11 +57,6 @@ def job_state(run_dir: Path, export: bool = False) -> str:
     return "failed" if status == "failed" else "interrupted"  # "running" with no process: killed
 
 
-def _duration(seconds: float) -> str:
-    m = round(seconds / 60)
-    return f"{m} min" if m < 90 else f"{m // 60} h {m % 60:02d} min"
-
-
 class Runner:
     def __init__(self, cfg: DictConfig):
         check_schema(cfg, STUDY_SCHEMAS)   # the study's own options typed (report=maybe is one line)
@@ -74,63 +67,38 @@ class Runner:
         unknown = [s for s in cfg.stages if s not in STAGES]
         if unknown:
             raise StudyError(f"stages={list(cfg.stages)}: unknown stage {unknown[0]}; choose from {', '.join(STAGES)}")
-        self.jobs = {j.key: j for jobs in self.plan.values() for j in jobs}   # every job: `needs` look here
+        self.jobs = {j.key: j for jobs in self.plan.values() for j in jobs}  # every job: `needs` look here
         if cfg.get("only"):  # some runs only (a glob over <stage>/<run>), e.g. to redo one
             self.plan = {s: [j for j in jobs if fnmatch.fnmatch(j.key, cfg.only)] for s, jobs in self.plan.items()}
             if not any(self.plan[s] for s in cfg.stages):
-                raise StudyError(f"only={cfg.only} matches no run of stages {list(cfg.stages)} (runs are named <stage>/<run>, "
-                                 f"e.g. {next(iter(self.jobs))})")
+                raise StudyError(
+                    f"only={cfg.only} matches no run of stages {list(cfg.stages)} (runs are named <stage>/<run>, "
+                    f"e.g. {next(iter(self.jobs))})"
+                )
         self.failed: list[str] = []
         self.waiting: list[str] = []
         self.timings: list[tuple[int, float]] = []  # (epochs, wall seconds) of the runs trained now
         self.stopping = False
-        self._slot = threading.local()   # which of the `jobs` run slots this thread is
+        self._slot = threading.local()  # which of the `jobs` run slots this thread is
         self._record_lock = threading.Lock()
-        self._recorded = False   # this invocation is in study.json (once it trains or packs a run)
+        self._recorded = False  # this invocation is in study.json (once it trains or packs a run)
         self.gpus = _gpu_count()
         if cfg.launcher != "local" and cfg.launcher not in submit.CLUSTERS:
             raise StudyError(f"launcher={cfg.launcher}: choose local, slurm or submitit_local")
-        self.executor = None if cfg.launcher == "local" else submit.executor(cfg.launcher, self.dir / ".submitit", cfg.submitit)
+        self.executor = (
+            None if cfg.launcher == "local" else submit.executor(cfg.launcher, self.dir / ".submitit", cfg.submitit)
+        )
+        self.progress = Progress(cfg, self.dir, self.plan, self.jobs, self.state, self.timings)
 
-    # ---- state and estimates ---------------------------------------------------------------
+    # ---- state and estimates (qbn.study.progress)
     def state(self, job: Job) -> str:
         return job_state(self.dir / job.key, job.export)
 
-    def seconds_per_epoch(self) -> tuple[float, str]:
-        """Wall seconds per epoch of a run, process start included: from the runs this invocation
-        trained, else from the completed runs' summary.json (training only), else the scale's guess."""
-        if self.timings:
-            return sum(t for _, t in self.timings) / max(1, sum(e for e, _ in self.timings)), "measured on this invocation's runs"
-        wall = epochs = 0.0
-        for job in self.jobs.values():
-            s = read_summary(self.dir / job.key) or {}
-            if s.get("status") == "completed" and s.get("wall_s") and s.get("epochs"):
-                wall += s["wall_s"]
-                epochs += job.epochs
-        if epochs:
-            return wall / epochs, "measured on the completed runs' training"
-        return float(self.cfg.scale.seconds_per_epoch), "the scale's first guess"
-
-    def left(self, jobs: list[Job]) -> float:
-        spe, _ = self.seconds_per_epoch()
-        return sum(max(1, j.epochs) for j in jobs) * spe / max(1, self.cfg.jobs)
-
     def stage_line(self, stage: str) -> str:
-        jobs = self.plan[stage]
-        states = [self.state(j) for j in jobs]
-        done = states.count("done")
-        todo = [j for j, st in zip(jobs, states, strict=True) if st != "done"]
-        extra = [f"{states.count(k)} {k}" for k in ("interrupted", "failed", "unpacked") if states.count(k)]
-        left = self.left(todo)
-        return (f"{stage}: {done}/{len(jobs)} done, {len(todo)} to run" + (f" ({', '.join(extra)})" if extra else "")
-                + (f", about {_duration(left)} left" if todo else ""))
+        return self.progress.stage_line(stage)
 
     def total_line(self) -> str:
-        todo = [j for s in self.cfg.stages for j in self.plan[s] if self.state(j) != "done"]
-        spe, source = self.seconds_per_epoch()
-        total = sum(len(self.plan[s]) for s in self.cfg.stages)
-        return (f"study {self.dir}: {total - len(todo)}/{total} runs done; about {_duration(self.left(todo))} left "
-                f"at {spe:.0f} s per epoch ({source}), {self.cfg.jobs} at a time")
+        return self.progress.total_line()
 
     # ---- running -------------------------------------------------------------------------------
     def command(self, job: Job) -> list[str]:
@@ -162,8 +130,11 @@ class Runner:
         missing = [k for k in job.needs if self.state(self.jobs[k]) != "done"]
         if missing:
             self.waiting.append(job.key)
-            print(f"  {job.key}: waits for {', '.join(missing)} (not complete; the {missing[0].split('/')[0]} stage "
-                  f"runs them: python -m qbn.study scale={self.cfg.scale.name} 'stages=[{missing[0].split('/')[0]}]')", flush=True)
+            print(
+                f"  {job.key}: waits for {', '.join(missing)} (not complete; the {missing[0].split('/')[0]} stage "
+                f"runs them: python -m qbn.study scale={self.cfg.scale.name} 'stages=[{missing[0].split('/')[0]}]')",
+                flush=True,
+            )
             return
         self._record_start()
         before = self.state(job)
@@ -183,7 +154,9 @@ class Runner:
         if s.get("status") == "completed" and job.export:
             dataset = [o for o in job.overrides if o.startswith(("dataset", "paths.data_dir"))]
             with open(log_path, "a") as out:
-                code = self.launch([sys.executable, "-m", "qbn.study.pack", str(run_dir), *dataset], out, log_path, self.job_env())
+                code = self.launch(
+                    [sys.executable, "-m", "qbn.study.pack", str(run_dir), *dataset], out, log_path, self.job_env()
+                )
             s = read_summary(run_dir) or {}
             if code or "export/test_acc" not in s:  # reported now, packed again next time
                 s = {**s, "status": "failed", "error": f"packing or evaluating the file failed (exit {code})"}
@@ -191,12 +164,17 @@ class Runner:
             if before == "new":
                 self.timings.append((max(1, job.epochs), time.time() - start))
             acc = s.get("export/test_acc", s.get("test/acc"))
-            print(f"  {job.key}: completed ({'resumed, ' if before == 'interrupted' else ''}test acc "
-                  f"{100 * acc:.2f} %, {time.time() - start:.0f} s)", flush=True)
+            print(
+                f"  {job.key}: completed ({'resumed, ' if before == 'interrupted' else ''}test acc "
+                f"{100 * acc:.2f} %, {time.time() - start:.0f} s)",
+                flush=True,
+            )
         else:
             self.failed.append(job.key)
-            print(f"  {job.key}: {s.get('status', 'failed')}: {s.get('error', 'no summary.json')} "
-                  f"(log: {log_path})", flush=True)
+            print(
+                f"  {job.key}: {s.get('status', 'failed')}: {s.get('error', 'no summary.json')} (log: {log_path})",
+                flush=True,
+            )
 
     def _record_start(self) -> None:
         """Cite this invocation in study.json when it first trains or packs a run: one that finds
@@ -225,7 +203,7 @@ class Runner:
             try:
                 list(pool.map(in_slot, todo))
             except KeyboardInterrupt:
-                self.stopping = True   # no worker starts another run
+                self.stopping = True  # no worker starts another run
                 stop_live_runs()
                 raise
             finally:
@@ -236,7 +214,8 @@ class Runner:
 
     def check_runs(self) -> None:
         """Before the first run trains: the runs' options (the scale's and train=[...]) typed, once per
-        stage on its first run's composed config, and every run's rewind.signs / rewind.weights parsed."""
+        stage on its first run's composed config, and every run's rewind.signs / rewind.weights /
+        rewind.freeze_signs_at parsed."""
         for stage in self.cfg.stages:
             jobs = self.plan[stage]
             if jobs:
@@ -248,6 +227,8 @@ class Runner:
                         parse_signs(value)
                     elif key == "rewind.weights":
                         parse_weights(value)
+                    elif key == "rewind.freeze_signs_at":
+                        parse_freeze_at(value)
 
     def run(self) -> int:
         self.check_runs()
@@ -256,7 +237,9 @@ class Runner:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise StudyError(f"another python -m qbn.study is running on {self.dir}; wait for it (or stop it) and run again") from None
+                raise StudyError(
+                    f"another python -m qbn.study is running on {self.dir}; wait for it (or stop it) and run again"
+                ) from None
             started = time.time()
             _stop_on_sigterm()
             print(self.total_line(), flush=True)
@@ -272,82 +255,12 @@ class Runner:
             if self._recorded:
                 record_invocation(self.dir, self.cfg, wall_s=round(time.time() - started))
         if self.failed:
-            print(f"study: {len(self.failed)} runs failed ({', '.join(self.failed[:5])}{', ...' if len(self.failed) > 5 else ''}); "
-                  "the same command runs them again", flush=True)
+            print(
+                f"study: {len(self.failed)} runs failed "
+                f"({', '.join(self.failed[:5])}{', ...' if len(self.failed) > 5 else ''}); "
+                "the same command runs them again",
+                flush=True,
+            )
         if self.waiting:
             print(f"study: {len(self.waiting)} runs wait for runs of an earlier stage", flush=True)
         return 1 if self.failed or self.waiting else 0
-
-
-def _gpu_count() -> int:
-    return torch.cuda.device_count()
-
-
-LIVE: set[subprocess.Popen] = set()   # the runs training now (several with jobs > 1)
-
-
-def _run_process(command: list[str], out, env: dict) -> int:
-    """Run one process (a qbn.train run, or packing one) to its end."""
-    proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-    LIVE.add(proc)
-    try:
-        return proc.wait()
-    finally:
-        LIVE.discard(proc)
-
-
-def stop_live_runs() -> None:
-    """When the study is stopped (Ctrl-C, SIGTERM), stop every run with SIGTERM, so each records
-    itself as interrupted and resumes from its last.ckpt next time; cancel every submitted job."""
-    submit.cancel_live_jobs()
-    for proc in list(LIVE):
-        proc.terminate()
-    for proc in list(LIVE):
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def _stop_on_sigterm() -> None:
-    """SIGTERM (a cluster's time limit, `kill`) stops the study like Ctrl-C does."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
-
-
-def _commit() -> str:
-    try:
-        root = Path(__file__).resolve().parents[3]
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain"],
-                               capture_output=True, text=True, timeout=10)
-        if out.returncode == 0:
-            return out.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
-    except OSError:
-        pass
-    return f"qbn {__version__} (not a git checkout)"
-
-
-def machine() -> str:
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {gpu}; "
-            f"Python {platform.python_version()}, torch {torch.__version__}")
-
-
-def record_invocation(study_dir: Path, cfg: DictConfig, wall_s: int | None = None) -> None:
-    """study.json: every invocation's command line, commit and machine (the report cites them);
-    with wall_s, the wall time of the invocation this process started."""
-    path = study_dir / STUDY_JSON
-    data = read_json(path) or {}
-    if wall_s is not None:
-        data["invocations"][-1]["wall_s"] = wall_s
-        write_json(path, data)
-        return
-    data.setdefault("scale", cfg.scale.name)
-    data.setdefault("invocations", []).append({
-        "command": shlex.join(["python", "-m", "qbn.study", *sys.argv[1:]]), "commit": _commit(), "machine": machine(),
-        "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")})
-    write_json(path, data)

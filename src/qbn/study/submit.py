@@ -41,7 +41,8 @@ def executor(launcher: str, folder: Path, parameters: DictConfig):
     try:
         ex = submitit.AutoExecutor(folder=str(folder), cluster=CLUSTERS[launcher])
     except RuntimeError as e:   # no sbatch/srun on this machine
-        raise QbnError(f"launcher={launcher}: {e} Run the study on the cluster's login node, or launcher=local here") from None
+        raise QbnError(f"launcher={launcher}: {e} Run the study on the cluster's login node, "
+                       "or launcher=local here") from None
     params = {k: v for k, v in OmegaConf.to_container(parameters, resolve=True).items() if v is not None}
     if launcher != "slurm":   # submitit's local executor takes no slurm_* parameters
         params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
@@ -63,7 +64,8 @@ def run_job(ex, command: list[str], log_path: Path) -> int:
         raise
     except Exception as e:   # noqa: BLE001 - submitit's job errors have no common base; the run says the rest
         with open(log_path, "a") as out:
-            out.write(f"\nqbn.study: job {job.job_id} ended without an exit code ({type(e).__name__}: {str(e)[:400]})\n")
+            out.write(f"\nqbn.study: job {job.job_id} ended without an exit code "
+                      f"({type(e).__name__}: {str(e)[:400]})\n")
         return 1
     finally:
         LIVE_JOBS.discard(job)

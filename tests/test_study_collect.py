@@ -1,0 +1,49 @@
+"""Reading runs back: the stable-share curve in each shape signs.json may give it, and the kernel
+statistics from summary.json or, where it lacks them, from kernels.json (its overall and null parts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qbn.study import keys as K
+from qbn.study.collect import Run, stable_curve, stable_share_at
+
+
+def _run(summary: dict | None = None, signs: dict | None = None, kernels: dict | None = None) -> Run:
+    r = Run("scaling", "job", Path("/nonexistent"), {"global_step": 100, "max_epochs": 4, **(summary or {})}, {})
+    r.__dict__["signs"] = signs or {}  # cached properties, set as if read from the files
+    r.__dict__["kernels"] = kernels or {}
+    return r
+
+
+@pytest.mark.parametrize(
+    "signs",
+    [
+        {K.STABLE_SHARE: {"steps": [0, 50, 100], "share": [0.7, 0.9, 1.0]}},
+        {"overall": {K.STABLE_SHARE: [[0, 0.7], [50, 0.9], [100, 1.0]]}},
+        {K.STABLE_SHARE: [0.7, 0.9, 1.0]},  # evenly spaced over the run's 100 steps
+    ],
+)
+def test_stable_share_curve_in_each_shape(signs):
+    r = _run(signs=signs)
+    assert stable_curve(r) == ([0.0, 50.0, 100.0], [0.7, 0.9, 1.0])
+    assert stable_share_at(r, 0.25) == 0.7  # the last point at or before step 25
+    assert stable_share_at(r, 0.5) == 0.9
+    assert stable_share_at(_run(), 0.5) is None
+
+
+def test_kernel_values_from_the_summary_else_kernels_json():
+    r = _run(
+        {K.ENTROPY_MM: 8.1},
+        kernels={
+            "overall": {"entropy": 8.0, "entropy_mm": 7.0},
+            "null": {"entropy_mm": 8.9, "coverage": [0.002 * (i + 1) for i in range(32)]},
+        },
+    )
+    assert r.kernel_value(K.ENTROPY_MM) == 8.1  # summary.json first
+    assert r.kernel_value(K.ENTROPY) == 8.0  # then kernels.json's overall
+    assert r.kernel_value(K.NULL_ENTROPY_MM) == 8.9  # and its null part
+    assert r.kernel_value(K.NULL_TOP8) == pytest.approx(0.016)  # C(8) of the null's coverage curve
+    assert _run().kernel_value(K.NULL_TOP8) is None
