@@ -12,6 +12,11 @@ pytest.register_assert_rewrite("qbn.testing")  # check_qbn_run's failures say wh
 
 from qbn.testing.golden import train_golden  # noqa: E402
 from qbn.testing.runs import compose_cfg  # noqa: E402
+from qbn.train import train  # noqa: E402
+
+# The one real run directory the run-directory safety tests share (trained once per session).
+DIGITS_RUN = ["dataset=digits", "trainer.max_epochs=2", "trainer.limit_train_batches=6", "callbacks.progress=null",
+              "trainer.enable_model_summary=false"]
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -39,3 +44,18 @@ def shared_run_dir(tmp_path_factory) -> Path:
 def shared_run(shared_run_dir, tmp_path) -> Path:
     """A copy of the shared run for one test (its .hydra/config.yaml still names the original's paths)."""
     return Path(shutil.copytree(shared_run_dir, tmp_path / "shared_run"))
+
+
+def digits_run(tmp_path_factory) -> Path:
+    """A completed 2-epoch digits run (summary, signs, kernels, report, figures, checkpoints), trained
+    once per session in-process; a test that changes it takes a copy (digits_run_copy)."""
+    run = tmp_path_factory.mktemp("digits") / "run"
+    summary = train(compose_cfg(run, DIGITS_RUN))
+    assert summary["status"] == "completed" and (run / "report.md").exists()
+    return run
+
+
+@pytest.fixture
+def digits_run_copy(digits_run, tmp_path) -> Path:
+    """A copy of digits_run in this test's tmp_path."""
+    return Path(shutil.copytree(digits_run, tmp_path / "run", symlinks=True))

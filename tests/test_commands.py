@@ -26,6 +26,16 @@ def test_command_usage_error_and_success(capsys):
     assert capsys.readouterr().out == "did x\n"
 
 
+def test_command_turns_a_refused_file_into_one_line(capsys):
+    def act(args):
+        raise PermissionError(13, "Permission denied", "/data/train.gz")
+
+    assert command(["x"], "prog ARG", bool, act) == 1
+    assert capsys.readouterr().err == "qbn: /data/train.gz: permission denied\n"
+    assert command(["--help"], "prog ARG", bool, act) == 0
+    assert capsys.readouterr().out == "usage: prog ARG\n"
+
+
 def test_command_lets_other_errors_through():
     def act(args):
         raise KeyError("a bug, not a user's mistake")

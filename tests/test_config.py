@@ -76,7 +76,10 @@ def test_an_option_without_its_instrument_is_one_clear_message(cfg_factory):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("binary.enabled=ture", "binary.enabled='ture': Value 'ture' is not a valid bool (type str)"),
+    ("binary.enabled=ture", "binary.enabled='ture': not a valid bool; it takes true or false"),
+    ("overwrite=yes_please", "overwrite='yes_please': not a valid bool; it takes true or false"),
+    ("report=no", "report='no': not a valid bool; it takes true or false"),
+    ("seed=abc", "seed='abc': Value 'abc' of type 'str' could not be converted to Integer"),
     ("binary.ste=clipd", "binary.ste='clipd': Invalid value 'clipd', expected one of [clipped, identity]"),
     ("qbn.codebook=global", "qbn.codebook='global': Invalid value 'global', expected one of [per_layer, shared]"),
     ("qbn.bits=five", "qbn.bits='five': Value 'five' of type 'str' could not be converted to Integer"),

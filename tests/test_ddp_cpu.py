@@ -28,6 +28,9 @@ def test_two_process_cpu_ddp_completes_a_study_run(tmp_path):
     assert "signs/E_0.90" in summary and "kernels/entropy" in summary   # the instruments' totals reached rank 0's file
     assert not list(run.rglob("*.tmp")), "a temporary file was left behind"
     assert "Initializing distributed: GLOBAL_RANK: 0, MEMBER: 1/2" in log   # two processes trained
+    assert "[ERROR]" not in log and "optimized_metric" not in log   # every rank has the run's test accuracy
+    # Lightning's sync_dist advice, once per layer and statistic of the instruments, is quieted; the losses' remain
+    assert log.count("It is recommended to use `self.log(") <= 6, log.count("It is recommended to use `self.log(")
     # the last sign snapshot is the sign of the checkpoint's latent weights (identical on both ranks)
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     snapshot = load_snapshot(run / "signs" / "epoch_002.pt")

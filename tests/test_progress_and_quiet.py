@@ -55,7 +55,10 @@ def test_quiet_filters_only_the_library_messages():
         quiet_libraries()  # the filters sit in front of "default"
         warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use ...", FutureWarning, stacklevel=1)
         warnings.warn("my own warning", UserWarning, stacklevel=1)
-    assert [str(w.message) for w in caught] == ["my own warning"]
+        for key in ("weights/l2/layer1.0.conv1", "signs/flip_ratio", "train/loss"):   # DDP, per layer and statistic
+            warnings.warn(f"It is recommended to use `self.log('{key}', ..., sync_dist=True)` when logging on epoch "
+                          "level in distributed setting", UserWarning, stacklevel=1)
+    assert [str(w.message)[:40] for w in caught] == ["my own warning", "It is recommended to use `self.log('trai"]
     record = logging.LogRecord("pytorch_lightning.utilities.rank_zero", logging.INFO, "", 0, "💡 Tip: try x", None, None)
     assert not logging.getLogger("pytorch_lightning.utilities.rank_zero").filter(record)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,30 +17,16 @@ from qbn.errors import CheckpointError, ConfigError
 from qbn.run_guard import RunDirError, config_diff, merged_overrides
 from qbn.rundir import update_summary
 from qbn.testing.golden import GOLDEN_OVERRIDES, golden
+from qbn.testing.rundirs import assert_unchanged, files, one_line
 from qbn.testing.runs import compose_cfg, run_cli, tiny
 from qbn.train import _stopped_advice, train
-
-
-def files(run_dir: Path) -> dict[str, bytes]:
-    """Every file under run_dir, by relative path, with its bytes."""
-    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
-
-
-def assert_unchanged(run_dir: Path, before: dict[str, bytes]) -> None:
-    after = files(run_dir)
-    assert sorted(after) == sorted(before), set(after) ^ set(before)
-    assert [k for k in before if before[k] != after[k]] == []
 
 
 def one_line_refusal(r, *needles: str) -> str:
     """A CLI refusal: exit 1, no traceback, one `qbn:` line holding every needle."""
     assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
-    assert "Traceback" not in r.stderr + r.stdout
-    lines = [line for line in r.stderr.splitlines() if line.startswith("qbn: ")]
-    assert len(lines) == 1, r.stderr[-2000:]
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
+    assert "Traceback" not in r.stdout
+    return one_line(r.stderr, *needles)
 
 
 @pytest.fixture

@@ -288,3 +288,42 @@ def test_plan_cli_prints_the_plan_and_a_bad_override_is_one_line(tmp_path):
     assert not any(tmp_path.iterdir())   # nothing made
     bad = run_cli("qbn.study", "plan", "scale=nope")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == ["qbn: study plan: In 'study': Could not find 'scale/nope'"]
+
+
+# ---- nothing lost: the study's own options and damaged runs, before anything trains ----------------
+
+@pytest.mark.parametrize("override, message", [
+    ("report=maybe", "report='maybe': not a valid bool; it takes true or false"),
+    ("jobs=two", "jobs='two'"),
+    ("logger=tensorboard", "logger='tensorboard'"),
+])
+def test_the_studys_own_options_are_typed_before_anything_is_written(tmp_path, override, message):
+    from qbn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        Runner(study_cfg(tmp_path, "scale=smoke", override))
+    assert not (tmp_path / "study").exists()
+
+
+def test_a_damaged_run_is_named_and_the_study_stops_before_training(tmp_path, monkeypatch):
+    runner = Runner(study_cfg(tmp_path, "scale=smoke", "stages=[scaling]"))
+    run_dir = tmp_path / "study" / runner.plan["scaling"][1].key
+    run_dir.mkdir(parents=True)
+    (run_dir / "summary.json").write_text("{")
+    launched = []
+    monkeypatch.setattr(runner_module, "_run_process", lambda *a, **k: launched.append(a) or 0)
+    with pytest.raises(runner_module.StudyError, match="summary.json is damaged") as e:
+        runner.run()
+    assert str(run_dir / "summary.json") in str(e.value) and "\n" not in str(e.value)
+    assert launched == [] and (run_dir / "summary.json").read_text() == "{"
+    assert not (tmp_path / "study" / "study.json").exists()   # no invocation recorded: nothing ran
+
+
+def test_study_command_with_a_mistyped_option_is_one_line_and_makes_nothing(tmp_path):
+    from qbn.testing.runs import run_cli
+
+    bad = run_cli("qbn.study", "scale=smoke", "report=maybe", env={"QBN_OUTPUT_DIR": str(tmp_path)})
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "qbn: report='maybe': not a valid bool; it takes true or false"
+    ], bad.stderr
+    assert not any(tmp_path.iterdir())

@@ -1,5 +1,8 @@
 """`python -m qbn.aggregate SWEEP_DIR`: results.csv, results.md and figures across a sweep's jobs
-(mean and spread over seeds). Also runs by itself at the end of every multirun.
+(mean and spread over seeds). Also runs by itself at the end of every multirun. A sweep it cannot
+aggregate (no such directory, no job directories) is one line and leaves the directory as it was:
+every file is written to a temporary file and renamed, and only once every check passed. A job
+whose summary.json is damaged is listed by path, not counted.
 
 Study-specific views (rewinding, QBN) add their own tables and figures through VIEWS: each is
 called with the sweep directory and the rows, and returns markdown to append (or ""). A new view
@@ -9,27 +12,32 @@ is imported and listed here.
 from __future__ import annotations
 
 import csv
+import io
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from .analysis.figures import pyplot, save_figure
 from .analysis.sweep import KEY_METRICS, group_key, mean_std, pct, read_rows
+from .errors import QbnError, command
 from .kernels.sweep import qbn_view
 from .rewind.sweep_view import rewind_view
+from .rundir import write_text
 
 VIEWS: list[Callable[[Path, list[dict]], str]] = [rewind_view, qbn_view]
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
+def csv_text(rows: list[dict]) -> str:
+    """results.csv: one line per job."""
     columns = ["job", "status", "group", *KEY_METRICS]
     extra = sorted({k for r in rows for k in r if k not in columns and k not in ("overrides", "error")
                     and isinstance(r[k], (int, float, str, bool)) and not isinstance(r[k], dict)})
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=[*columns, *extra, "overrides", "error"], extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({**r, "group": group_key(r), "overrides": " ".join(f"{k}={v}" for k, v in r["overrides"].items())})
+    f = io.StringIO(newline="")
+    w = csv.DictWriter(f, fieldnames=[*columns, *extra, "overrides", "error"], extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({**r, "group": group_key(r), "overrides": " ".join(f"{k}={v}" for k, v in r["overrides"].items())})
+    return f.getvalue()
 
 
 def summary_table(rows: list[dict]) -> list[dict]:
@@ -63,10 +71,14 @@ def plot_groups(path: Path, table: list[dict]) -> None:
 
 
 def aggregate(sweep_dir: str | Path) -> list[dict]:
-    """Write results.csv, results.md and figures/test_acc.png into the sweep directory."""
+    """Write results.csv, results.md and figures/test_acc.png into the sweep directory; a QbnError,
+    and nothing written, when it is not a directory or holds no job directories."""
     sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise QbnError(f"{sweep_dir} is not a directory: give a multirun directory (outputs/<name>/multirun_<time>)")
     rows = read_rows(sweep_dir)
-    write_csv(sweep_dir / "results.csv", rows)
+    if not rows:
+        raise QbnError(f"{sweep_dir} holds no job directories (folders with .hydra/): give a multirun directory")
     table = summary_table(rows)
     plot_groups(sweep_dir / "figures" / "test_acc.png", table)
     lines = [f"# Sweep {sweep_dir.name}", "", f"{len(rows)} jobs, {sum(r.get('status') == 'completed' for r in rows)} completed.", "",
@@ -82,21 +94,19 @@ def aggregate(sweep_dir: str | Path) -> list[dict]:
         extra = view(sweep_dir, rows)
         if extra:
             lines += [extra, ""]
-    (sweep_dir / "results.md").write_text("\n".join(lines))
+    write_text(sweep_dir / "results.csv", csv_text(rows))
+    write_text(sweep_dir / "results.md", "\n".join(lines))
     return rows
 
 
+def _aggregate_and_show(args: list[str]) -> str:
+    aggregate(args[0])
+    return (Path(args[0]) / "results.md").read_text()
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1 or not Path(argv[0]).is_dir():
-        print("usage: python -m qbn.aggregate SWEEP_DIR (a multirun directory)", file=sys.stderr)
-        return 2
-    rows = aggregate(argv[0])
-    if not rows:
-        print(f"qbn: {argv[0]} holds no job directories (folders with .hydra/)", file=sys.stderr)
-        return 1
-    print((Path(argv[0]) / "results.md").read_text())
-    return 0
+    return command(sys.argv[1:] if argv is None else argv, "python -m qbn.aggregate SWEEP_DIR (a multirun directory)",
+                   lambda a: len(a) == 1, _aggregate_and_show)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,18 @@ from pytorch_lightning.loggers import WandbLogger
 from .config import flatten
 from .errors import ConfigError, QbnError
 from .loggers import RunCSVLogger
-from .schema import check_instruments
+from .schema import check_instruments, check_values  # noqa: F401  (check_values: imported from here by older code)
 
 
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
     """The dataset's module; what it found out (num_classes of an image folder, when the config left
     it null) is written back into cfg, so the model, the saved config and checkpoints agree."""
-    datamodule = hydra.utils.instantiate(cfg.dataset, _convert_="all")
+    try:
+        datamodule = hydra.utils.instantiate(cfg.dataset, _convert_="all")
+    except InstantiationException as e:
+        if isinstance(e.__cause__, QbnError):   # the dataset's own message (an image folder's layout, ...)
+            raise e.__cause__ from None
+        raise
     if cfg.dataset.get("num_classes") is None:
         with open_dict(cfg):
             cfg.dataset.num_classes = int(datamodule.num_classes)
@@ -90,59 +95,3 @@ def set_tf32(allow: bool) -> None:
     pickles that module's functions by value, and torch.backends.cudnn cannot be pickled.)"""
     torch.backends.cudnn.allow_tf32 = allow
     torch.backends.cuda.matmul.allow_tf32 = allow
-
-
-# Options a user types on the command line, checked before a run touches anything (a string
-# where a number belongs, or max_epochs=-1, which Lightning reads as "train forever").
-# key: (kind, lowest, highest, null allowed); kind "int" or "number"; bounds inclusive, None = open.
-_RULES = {
-    "seed": ("int", 0, None, False),
-    "trainer.max_epochs": ("int", 1, None, False),
-    "trainer.log_every_n_steps": ("int", 1, None, False),
-    "optimizer.lr": ("number", 1e-12, None, False),
-    "optimizer.momentum": ("number", 0, 1, False),
-    "optimizer.weight_decay": ("number", 0, None, False),
-    "optimizer.weight_decay_binary": ("number", 0, None, True),
-    "optimizer.weight_decay_scale": ("number", 0, None, True),
-    "optimizer.weight_decay_bn": ("number", 0, None, True),
-    "optimizer.weight_decay_fp": ("number", 0, None, True),
-    "scheduler.warmup_epochs": ("number", 0, None, False),
-    "scheduler.min_lr_ratio": ("number", 0, 1, False),
-    "scheduler.gamma": ("number", 1e-12, None, False),
-    "dataset.batch_size": ("int", 1, None, False),
-    "dataset.eval_batch_size": ("int", 1, None, False),
-    "dataset.num_workers": ("int", 0, None, True),
-    "dataset.image_size": ("int", 1, None, False),
-    "dataset.resize": ("int", 1, None, True),
-    "dataset.num_classes": ("int", 1, None, True),
-    "dataset.val_size": ("number", 0, None, False),
-    "dataset.train_subset": ("int", 1, None, True),
-    "dataset.test_subset": ("int", 1, None, True),
-    "qbn.bits": ("int", 1, 9, True),
-    "qbn.budget": ("number", 1e-12, 9, True),
-    "qbn.learned_lr": ("number", 1e-12, None, True),
-    "qbn.learned_reseed_every": ("int", 0, None, False),
-    "qbn.distill.weight": ("number", 0, 1, False),
-    "qbn.distill.temperature": ("number", 1e-12, None, False),
-}
-
-
-def _rule_text(kind: str, low, high, nullable: bool) -> str:
-    what = "a whole number" if kind == "int" else "a number"
-    if low is not None and high is not None:
-        what += f" from {low} to {high}"
-    elif low is not None:
-        what += " above 0" if 0 < low < 1e-6 else f" of at least {low}"
-    return what + (" (or null)" if nullable else "")
-
-
-def check_values(cfg: DictConfig) -> None:
-    """Refuse an option of the wrong type or range, naming it (a ConfigError, one line)."""
-    for key, (kind, low, high, nullable) in _RULES.items():
-        value = OmegaConf.select(cfg, key, default="<absent>", throw_on_missing=False)
-        if value == "<absent>" or (value is None and nullable):
-            continue
-        ok = isinstance(value, int if kind == "int" else (int, float)) and not isinstance(value, bool)
-        ok = ok and (low is None or value >= low) and (high is None or value <= high)
-        if not ok:
-            raise ConfigError(f"{key}={value!r} is not valid: it must be {_rule_text(kind, low, high, nullable)}")

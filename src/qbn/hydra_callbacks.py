@@ -49,6 +49,8 @@ class AggregateOnMultirunEnd(Callback):
             table = aggregate(sweep_dir)
         except Exception as e:  # noqa: BLE001  aggregation must never lose the jobs' results
             log.error("aggregation of %s failed: %s", sweep_dir, e)
+            if refused:
+                raise SystemExit(1) from None
             return
         failed = [r for r in table if r.get("status") != "completed"]
         log.info("sweep %s: %d jobs, %d failed, %d refused; results in %s/results.md", sweep_dir, len(table),

@@ -13,6 +13,9 @@ _LIBRARY_WARNINGS = (
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",          # Lightning 2.6 on torch >= 2.10
     r"Checkpoint directory .* exists and is not empty",           # a resumed run's own checkpoints
     r"The '(train|val|test)_dataloader' does not have many workers",  # in-memory datasets need none
+    # DDP: one per layer and statistic of the instruments, which read the weights every rank holds
+    # alike (syncing them would change nothing); the run's own losses still warn
+    r"It is recommended to use `self\.log\('(weights|signs)/",
 )
 
 

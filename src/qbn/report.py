@@ -12,7 +12,6 @@ below (as qbn.kernels.report.kernel_section is).
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import sys
@@ -24,8 +23,9 @@ from matplotlib.ticker import MaxNLocator  # matplotlib but not pyplot: the back
 from .analysis.figures import label_axes, pyplot, save_figure
 from .analysis.sign_dynamics import analyze_run
 from .analysis.sweep import pct
-from .errors import QbnError, command
+from .errors import DamagedFileError, OutputError, QbnError, command
 from .kernels.report import kernel_section
+from .rundir import SUMMARY, check_can_write, read_json, read_summary, write_text
 from .signs import list_snapshots
 
 log = logging.getLogger("qbn.report")
@@ -64,7 +64,7 @@ def read_signs(run_dir: Path) -> dict | None:
         if not list_snapshots(run_dir):
             return None
         return analyze_run(run_dir)
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def _save(fig, run_dir: Path, name: str) -> str:
@@ -85,10 +85,9 @@ def _layer_colors(n: int):
 
 def summary_section(run_dir: Path) -> str:
     """The run's basics from summary.json: accuracy, model, recipe."""
-    path = run_dir / "summary.json"
-    if not path.exists():
+    s = read_summary(run_dir)
+    if s is None:
         return "## Run\n\nNo summary.json in this run directory."
-    s = json.loads(path.read_text())
     rows = [("status", s.get("status")), ("test accuracy %", pct(s.get("test/acc"))),
             ("best val accuracy %", pct(s.get("val/acc_best"))),
             ("model", s.get("model")), ("scaling", s.get("scaling")), ("dataset", s.get("dataset")),
@@ -271,21 +270,31 @@ SECTIONS += [summary_section, flip_section, signs_section, step_signs_section, w
 # ---- the report ----------------------------------------------------------------------------
 
 def write_report(run_dir: str | Path) -> Path:
-    """Run every section; write report.md. A failing section becomes a line in the report."""
+    """Run every section; write report.md. A failing section becomes a line in the report. Checked
+    first, before anything is written: the files the sections read (a damaged one is named in one
+    QbnError) and that report.md and figures/ can be written (OutputError)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise QbnError(f"{run_dir} is not a directory: give a run directory (outputs/<name>/<timestamp>)")
+    read_summary(run_dir)   # each raises DamagedFileError, naming the file, when it does not read
+    read_json(run_dir / "signs.json")
+    read_json(run_dir / "kernels.json")
+    path = run_dir / "report.md"
+    # signs.json and summary.json too when the signs section computes them from the snapshots
+    computes_signs = [run_dir / "signs.json", run_dir / SUMMARY] if not (run_dir / "signs.json").exists() else []
+    check_can_write(path, run_dir / FIGURES / "report.png", *computes_signs)
     parts = [f"# Run report: {run_dir.name}", ""]
     for section in SECTIONS:
         try:
             text = section(run_dir)
+        except (DamagedFileError, OutputError):
+            raise
         except Exception as e:  # noqa: BLE001  one broken section must not hide the others
             log.warning("report section %s failed: %s", section.__name__, e)
             text = f"_(section {section.__name__} failed: {type(e).__name__}: {e})_"
         if text:
             parts += [text, ""]
-    path = run_dir / "report.md"
-    path.write_text("\n".join(parts))
+    write_text(path, "\n".join(parts))
     return path
 
 

@@ -7,9 +7,12 @@ Results are sacred: a completed run directory changes only when it is trained ag
 
 - a completed directory, same settings: skipped, nothing written;
 - a completed directory, other settings: refused, naming the keys that differ;
-- resume=DIR: DIR must hold a readable last.ckpt of a run with the same settings (more epochs
-  allowed); otherwise refused and DIR left as it was;
+- resume=DIR: DIR must hold a readable last.ckpt of a run with the same settings; a resume only
+  adds epochs (trainer.max_epochs below the run's own, or equal to a completed run's, would end it
+  early and relabel it: refused); otherwise refused and DIR left as it was;
 - an unfinished directory with a last.ckpt (an interrupted sweep job): resumed, same rules;
+- a damaged summary.json: refused, naming it (qbn cannot tell what the directory holds); the user
+  chooses overwrite=true, or resume=DIR, which keeps the damaged file as summary.json.damaged;
 - overwrite=true, or an unfinished directory without a checkpoint: the old run's outputs are
   cleared and training starts from scratch.
 """
@@ -26,13 +29,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from .config import flatten
-from .errors import QbnError
+from .errors import DamagedFileError, QbnError
 from .rundir import SUMMARY, read_summary, run_config
 
 # What qbn writes in a run directory (cleared by overwrite=true; nothing else there is touched).
-RUN_OUTPUTS = (".hydra", "checkpoints", "signs", "figures", "wandb", SUMMARY, "metrics.csv", "metrics.csv.old",
-               "signs.json", "kernels.json", "report.md", "error.txt", "model.qbn",
-               "model.onnx")
+RUN_OUTPUTS = (".hydra", "checkpoints", "signs", "figures", "wandb", SUMMARY, SUMMARY + ".damaged", "metrics.csv",
+               "metrics.csv.old", "signs.json", "kernels.json", "report.md", "error.txt", "model.qbn", "model.onnx")
 # Settings that do not change what a run computes: they may differ when a run directory is met again.
 NOT_RESULTS = ("resume", "overwrite", "name", "run", "sweep", "paths", "report", "test_after_fit", "logger",
                "callbacks.progress", "callbacks.model_summary", "dataset.num_workers", "dataset.data_dir", "trainer.enable_model_summary",
@@ -53,6 +55,7 @@ class Claim:
     action: str
     checkpoint: Path | None = None
     previous: dict | None = None
+    damaged: bool = False   # summary.json does not read: resume= keeps it aside as summary.json.damaged
 
 
 def _ignored(key: str, allowed: tuple[str, ...]) -> bool:
@@ -94,7 +97,10 @@ def claim(cfg: DictConfig, run_dir: Path) -> Claim:
     """Decide what may happen to `run_dir`; raises RunDirError (nothing written) when the command
     must not touch it. Reads only."""
     run_dir = Path(run_dir)
-    previous = read_summary(run_dir)
+    try:
+        previous, damaged = read_summary(run_dir), None
+    except DamagedFileError as e:
+        previous, damaged = None, e
     completed = bool(previous and previous.get("status") == "completed")
     last = run_dir / "checkpoints" / "last.ckpt"
     if cfg.get("overwrite"):
@@ -102,7 +108,13 @@ def claim(cfg: DictConfig, run_dir: Path) -> Claim:
             raise RunDirError("resume= and overwrite=true contradict each other: resume trains on, overwrite retrains "
                               "from scratch; give one")
         return Claim("fresh", previous=previous)
-    saved = run_config(run_dir) if (run_dir / ".hydra" / "config.yaml").exists() else None
+    if damaged is not None and not cfg.get("resume"):
+        raise RunDirError(f"{damaged}, so qbn cannot tell what {run_dir} holds: give overwrite=true to retrain it from "
+                          f"scratch, or resume={run_dir} to train on from its checkpoints/last.ckpt")
+    try:
+        saved = run_config(run_dir)
+    except DamagedFileError as e:
+        raise RunDirError(f"{e}: give overwrite=true to retrain this run directory from scratch") from None
     if cfg.get("resume"):
         if not run_dir.is_dir() or saved is None:
             raise RunDirError(f"resume={cfg.resume}: not a qbn run directory (no .hydra/config.yaml there); "
@@ -123,7 +135,35 @@ def claim(cfg: DictConfig, run_dir: Path) -> Claim:
         if diff:
             raise RunDirError(f"{run_dir} was trained with other settings: {describe_diff(diff)}. Resume with the "
                               f"run's own settings ({_repeat_hint(run_dir)}), or overwrite=true to retrain it")
-    return Claim("resume", checkpoint=last, previous=previous)
+        check_adds_epochs(cfg, saved, previous, run_dir)
+    return Claim("resume", checkpoint=last, previous=previous, damaged=damaged is not None)
+
+
+def own_epochs(saved: DictConfig, previous: dict | None) -> int | None:
+    """The epoch a run ends at by its own settings (its saved trainer.max_epochs, or the epochs a
+    completed summary records, whichever is later); None when neither says."""
+    found = [OmegaConf.select(saved, "trainer.max_epochs", default=None), (previous or {}).get("epochs")
+             if (previous or {}).get("status") == "completed" else None]
+    found = [int(v) for v in found if isinstance(v, int) and not isinstance(v, bool)]
+    return max(found) if found else None
+
+
+def check_adds_epochs(cfg: DictConfig, saved: DictConfig, previous: dict | None, run_dir: Path) -> None:
+    """A resume only adds epochs: one that would end before the run's own last epoch (or, for a
+    completed run, at it: nothing to add) would relabel a finished result; refused."""
+    own, new = own_epochs(saved, previous), OmegaConf.select(cfg, "trainer.max_epochs", default=None)
+    if own is None or not isinstance(new, int):
+        return
+    completed = (previous or {}).get("status") == "completed"
+    need = f"above {own}" if completed else f"of at least {own}"
+    if new < own:
+        what = "completed" if completed else "is set to train"
+        raise RunDirError(f"trainer.max_epochs={new}: {run_dir} {what} {own} "
+                          f"epochs, and a resume only adds epochs (ending at {new} would relabel the run): give "
+                          f"trainer.max_epochs {need}, or overwrite=true to retrain it with {new}")
+    if completed and new == own:
+        raise RunDirError(f"trainer.max_epochs={new}: {run_dir} already completed its {own} epochs, and a resume only "
+                          f"adds epochs: give trainer.max_epochs {need}")
 
 
 def looks_like_run_dir(run_dir: Path) -> bool:

@@ -5,10 +5,16 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import DamagedFileError, OutputError
 
 SUMMARY = "summary.json"
 
@@ -26,23 +32,107 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def cannot_write(path: str | Path, error: OSError) -> OutputError:
+    """One line for an output path the system refused (read-only, under a file, a directory in the way)."""
+    where = f" ({error.filename})" if error.filename and str(error.filename) != str(path) else ""
+    return OutputError(f"cannot write {path}: {(error.strerror or type(error).__name__).lower()}{where}; "
+                       "choose a writable place")
+
+
+@contextmanager
+def replaced(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`, renamed onto it when the block ends without an error;
+    on any error the temporary file is removed (nothing half-written, nothing left behind) and an
+    OSError becomes one OutputError naming `path`."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # two writers never share a temporary file
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as e:
+        raise cannot_write(path, e) from None
+    finally:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def check_can_write(*paths: str | Path) -> None:
+    """OutputError, before anything is written, for an output file that cannot be written: a
+    directory where the file belongs, a path under a regular file, or a read-only place."""
+    for path in map(Path, paths):
+        if path.is_dir():
+            raise OutputError(f"cannot write {path}: a directory is there; give a file path")
+        folder = path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise OutputError(f"cannot write {path}: {folder} is a file, not a directory; choose a writable place")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot write {path}: {'its folder' if folder == path.parent else folder} is read-only; "
+                              "choose a writable place")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise OutputError(f"cannot write {path}: the file is read-only; choose a writable place")
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write atomically (a reader never sees half a file); OutputError when it cannot be written."""
+    with replaced(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return write_bytes(path, text.encode("utf-8"))
+
+
 def write_json(path: str | Path, data: dict) -> None:
     """Write atomically (a reader never sees half a file)."""
+    write_text(path, json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file qbn wrote, or None when it is absent; DamagedFileError (naming the file) when it
+    cannot be read or is not JSON."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")  # two writers never share a temporary file
-    tmp.write_text(json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-
-
-def read_summary(run_dir: str | Path) -> dict | None:
-    path = Path(run_dir) / SUMMARY
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) else f"not valid JSON: {str(e).splitlines()[0]}"
+        raise DamagedFileError(f"{path} is damaged ({why})") from None
+
+
+def read_summary(run_dir: str | Path) -> dict | None:
+    """A run's summary.json, None when there is none; DamagedFileError when it does not read as a
+    JSON object (a damaged summary is never taken for a missing one)."""
+    path = Path(run_dir) / SUMMARY
+    summary = read_json(path)
+    if summary is not None and not isinstance(summary, dict):
+        raise DamagedFileError(f"{path} is damaged (a JSON {type(summary).__name__}, not an object)")
+    return summary
+
+
+def read_summary_or_none(run_dir: str | Path) -> dict | None:
+    """read_summary, a damaged file read as absent (for listings that name damaged runs elsewhere)."""
+    try:
+        return read_summary(run_dir)
+    except DamagedFileError:
         return None
+
+
+def wall_segments(previous: dict | None, seconds: float) -> dict:
+    """wall_s (the total over every segment a run trained in: a resume adds one) and
+    wall_s_segments (each segment's seconds), given the summary before this segment."""
+    previous = previous or {}
+    segments = previous.get("wall_s_segments")
+    if not isinstance(segments, list):  # a summary written before segments were kept: its wall_s is one
+        segments = [previous["wall_s"]] if isinstance(previous.get("wall_s"), (int, float)) else []
+    segments = [*segments, round(seconds, 1)]
+    return {"wall_s": round(sum(segments), 1), "wall_s_segments": segments}
 
 
 def update_summary(run_dir: str | Path, /, **fields: Any) -> dict:
@@ -54,6 +144,16 @@ def update_summary(run_dir: str | Path, /, **fields: Any) -> dict:
 
 
 def run_config(run_dir: str | Path):
-    """The composed config Hydra saved for the run."""
-    path = Path(run_dir) / ".hydra" / "config.yaml"
-    return OmegaConf.load(path) if path.exists() else None
+    """The composed config Hydra saved for the run; DamagedFileError when it does not load."""
+    return read_yaml(Path(run_dir) / ".hydra" / "config.yaml")
+
+
+def read_yaml(path: str | Path):
+    """A YAML config qbn saved (OmegaConf), None when absent; DamagedFileError when it does not load."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return OmegaConf.load(path)
+    except (OSError, UnicodeDecodeError, OmegaConfBaseException, yaml.YAMLError, ValueError) as e:
+        raise DamagedFileError(f"{path} is damaged ({str(e).splitlines()[0][:200]})") from None

@@ -303,3 +303,11 @@ def stack_history(snapshots: list[dict[str, torch.Tensor]], layers: list[str] | 
     """(E + 1) x N history from per-epoch snapshots, over `layers` (default: all, concatenated)."""
     names = layers or list(snapshots[0])
     return torch.stack([torch.cat([s[n].flatten() for n in names]) for s in snapshots])
+
+
+if __name__ == "__main__":
+    # `python -m qbn.signs RUN_DIR` is the qbn-signs command, whose analysis lives a layer above this
+    # module (qbn.analysis.sign_dynamics): run that module as the script rather than import upwards.
+    import runpy
+
+    runpy.run_module("qbn.analysis.sign_dynamics", run_name="__main__", alter_sys=True)

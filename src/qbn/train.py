@@ -13,6 +13,7 @@ exits non-zero at its end.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import traceback
@@ -27,10 +28,11 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from .binary import binary_param_count
-from .build import build_callbacks, build_datamodule, build_loggers, check_values, set_tf32
+from .build import build_callbacks, build_datamodule, build_loggers, set_tf32
 from .checkpoint import check_compatible, load_checkpoint
 from .config import (  # importing qbn.config registers its resolvers before Hydra composes
     CONFIG_DIR,
+    check_choices,
     flatten,
 )
 from .errors import QbnError
@@ -49,13 +51,14 @@ from .run_guard import (
     save_hydra_files,
     saved_overrides,
 )
-from .rundir import SUMMARY, update_summary, write_json
-from .schema import check_schema
+from .rundir import SUMMARY, update_summary, wall_segments, write_json
+from .schema import check_config
 
 log = logging.getLogger("qbn.train")
 
 # Ctrl-C and SIGTERM (a cluster's time limit, a killed job): the run can resume from last.ckpt.
 STOPPED = (KeyboardInterrupt, SIGTERMException)
+DAMAGED_SUMMARY = SUMMARY + ".damaged"
 
 
 def _run_dir() -> Path:
@@ -73,13 +76,12 @@ def train(cfg: DictConfig) -> dict:
     every check has passed; a refusal leaves it byte for byte as it was (qbn.run_guard)."""
     quiet_libraries()
     run_dir, hc = _run_dir(), HydraConfig.get()
-    taken = False
+    taken, start, prior = False, time.time(), None
     # DDP's other ranks start (inside rank zero's fit) in a directory rank zero has taken: they
     # train alongside it and write nothing there
     writer = not rank_zero_only.rank
     try:
-        check_values(cfg)
-        check_schema(cfg)
+        check_config(cfg)   # every typed option (overwrite=yes_please, seed=abc, ...) before anything starts
         # a rewound run trains with its trunk's recipe: a new config, made before anything is built
         cfg = rewound_config(cfg, run_dir, override_keys(hc.overrides.task))
         datamodule = build_datamodule(cfg)  # reads only; fills in what the data decides (num_classes)
@@ -93,6 +95,7 @@ def train(cfg: DictConfig) -> dict:
         if not protect and writer:  # a new or unfinished directory: take it now, so a failure is recorded there
             taken = _take(cfg, run_dir, None)
         start = time.time()
+        prior = decision.previous if decision.action == "resume" else None  # its wall_s segments go on
         set_tf32(cfg.allow_tf32)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule.prepare_data()
@@ -107,21 +110,26 @@ def train(cfg: DictConfig) -> dict:
         elif cfg.qbn.from_ckpt:
             load_checkpoint(cfg.qbn.from_ckpt)  # a damaged file is refused before a protected directory is touched
         if not taken and writer:
-            taken = _take(cfg, run_dir, ckpt_path)
-        return _fit(cfg, run_dir, datamodule, model, callbacks, ckpt_path, resume_epoch, start)
+            taken = _take(cfg, run_dir, ckpt_path, decision.damaged)
+        return _fit(cfg, run_dir, datamodule, model, callbacks, ckpt_path, resume_epoch, start, prior)
     except BaseException as e:
         if taken:
-            _record_failure(run_dir, e)
+            _record_failure(run_dir, e, wall_segments(prior, time.time() - start))
         elif writer:
             _forget_if_made(run_dir)
             note_refusal(hc, run_dir, e)
         raise
 
 
-def _take(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None) -> bool:
-    """Make the run directory this run's: clear an earlier run's outputs for a fresh start, save .hydra/."""
+def _take(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None, damaged: bool = False) -> bool:
+    """Make the run directory this run's: clear an earlier run's outputs for a fresh start, save .hydra/.
+    A resume (asked for with resume=) past a damaged summary.json keeps that file as summary.json.damaged."""
     check_writable(run_dir)
     overrides = list(HydraConfig.get().overrides.task)
+    if damaged:
+        os.replace(run_dir / SUMMARY, run_dir / DAMAGED_SUMMARY)
+        log.warning("%s/%s did not read: kept as %s; the resumed run writes a new one", run_dir, SUMMARY,
+                    DAMAGED_SUMMARY)
     if ckpt_path is None:
         cleared = clear_outputs(run_dir)
         if cleared:
@@ -132,7 +140,7 @@ def _take(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None) -> bool:
     return True
 
 
-def _fit(cfg, run_dir, datamodule, model, callbacks, ckpt_path, resume_epoch, start) -> dict:
+def _fit(cfg, run_dir, datamodule, model, callbacks, ckpt_path, resume_epoch, start, prior) -> dict:
     summary = {
         "status": "running", "model": cfg.model.name, "scaling": cfg.scaling.name if cfg.binary.enabled else "fp",
         "binary": bool(cfg.binary.enabled), "dataset": cfg.dataset.name, "seed": cfg.seed,
@@ -164,8 +172,9 @@ def _fit(cfg, run_dir, datamodule, model, callbacks, ckpt_path, resume_epoch, st
     if cfg.test_after_fit and not cfg.trainer.fast_dev_run:
         test = trainer.test(model, datamodule=datamodule, verbose=False)
         results.update({k: float(v) for k, v in (test[0] if test else {}).items()})
-    results["wall_s"] = round(time.time() - start, 1)
+    results.update(wall_segments(prior, time.time() - start))  # wall_s: every segment of the run, this one added
     results["status"] = "completed"
+    summary = {**summary, **results}   # DDP's other ranks return it too (no spurious missing test/acc)
     if trainer.is_global_zero:
         summary = update_summary(run_dir, **results)
         wandb_summary(trainer.loggers, flatten(summary))
@@ -196,9 +205,9 @@ def _finish_wandb() -> None:
             wandb.finish()
 
 
-def _record_failure(run_dir: Path, error: BaseException) -> None:
+def _record_failure(run_dir: Path, error: BaseException, wall: dict) -> None:
     status = "interrupted" if isinstance(error, STOPPED) else "failed"
-    update_summary(run_dir, status=status, error=f"{type(error).__name__}: {error}")
+    update_summary(run_dir, status=status, error=f"{type(error).__name__}: {error}", **wall)
     if not isinstance(error, (QbnError, *STOPPED)):
         (run_dir / "error.txt").write_text("".join(traceback.format_exception(error)))
 
@@ -233,20 +242,27 @@ def main(cfg: DictConfig) -> float | None:
             return None  # the other jobs go on; the sweep exits non-zero at its end
         sys.exit(130 if isinstance(e, STOPPED) else 1)
     acc = summary.get("test/acc")
-    if acc is not None:
-        log.info("test accuracy %.2f %% (%s)", 100 * acc, _run_dir())
     metric = cfg.get("optimized_metric") or "test/acc"  # what a sweeper (hparams_search=optuna) maximises
-    if summary.get(metric) is None:
-        log.error("optimized_metric=%s: the run's summary.json has no such value", metric)
+    if not rank_zero_only.rank:  # DDP: one rank speaks
+        if acc is not None:
+            log.info("test accuracy %.2f %% (%s)", 100 * acc, _run_dir())
+        if summary.get(metric) is None and (cfg.get("optimized_metric") or cfg.test_after_fit):
+            log.error("optimized_metric=%s: the run's summary.json has no such value", metric)
     return summary.get(metric)
 
 
 def cli() -> int:
-    """The `qbn-train` console script: `python -m qbn.train` (main returns the test accuracy, which
-    must not become the exit status)."""
+    """The `qbn-train` console script and `python -m qbn.train` (main returns the test accuracy, which
+    must not become the exit status). A config group option that names no file (model=resnet99) is
+    one line, not Hydra's list."""
+    try:
+        check_choices(sys.argv[1:], CONFIG_DIR)
+    except QbnError as e:
+        print(f"qbn: {e}", file=sys.stderr)
+        return 1
     main()
     return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..rundir import replaced
+
 
 def pyplot():
     """matplotlib.pyplot on the Agg backend (no display on servers and in CI)."""
@@ -26,11 +28,14 @@ def label_axes(ax, xlabel: str, ylabel: str, title: str, title_size: int | None 
 
 
 def save_figure(fig, path: str | Path, dpi: int = 120, tight: bool = True) -> Path:
-    """Lay out (unless `tight` is off), write `path` (creating its folder) and close the figure."""
+    """Lay out (unless `tight` is off), write `path` (creating its folder; through a temporary file,
+    renamed once complete) and close the figure; OutputError when it cannot be written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if tight:
-        fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    pyplot().close(fig)
+    try:
+        if tight:
+            fig.tight_layout()
+        with replaced(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+    finally:
+        pyplot().close(fig)
     return path

@@ -1,6 +1,6 @@
 """Offline sign-dynamics analysis of a run directory's snapshots -> signs.json (docs/study.md).
 
-    python -m qbn.analysis.sign_dynamics RUN_DIR
+    python -m qbn.signs RUN_DIR        (or qbn-signs RUN_DIR, or python -m qbn.analysis.sign_dynamics RUN_DIR)
 
 For every snapshot epoch e (row labels; epoch 0 = initialisation) and per layer and overall:
 c_e, d_e, the last-flip epoch histogram, E_0.90/E_0.95/E_0.99, the stable-sign fraction curve
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ..errors import QbnError
-from ..rundir import read_summary, run_config, update_summary, write_json
+from ..rundir import SUMMARY, check_can_write, read_summary, run_config, update_summary, write_json
 from ..signs import (
     SnapshotError,
     distance_to_final,
@@ -41,6 +41,7 @@ from ..signs import (
 )
 
 QUANTILES = (0.90, 0.95, 0.99)
+USAGE = "python -m qbn.signs RUN_DIR (writes signs.json from the run's signs/epoch_NNN.pt)"
 SIGNS_JSON = "signs.json"
 
 
@@ -170,12 +171,17 @@ def summary_fields(result: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv in (["-h"], ["--help"]):
+        print(f"usage: {USAGE}")
+        return 0
     if len(argv) != 1:
-        print("usage: python -m qbn.analysis.sign_dynamics RUN_DIR", file=sys.stderr)
+        print(f"usage: {USAGE}", file=sys.stderr)
         return 2
     try:
         if not Path(argv[0]).is_dir():
             raise QbnError(f"{argv[0]} is not a directory (give a run directory with signs/epoch_NNN.pt)")
+        read_summary(argv[0])   # a damaged summary.json is named before anything is written
+        check_can_write(Path(argv[0]) / SIGNS_JSON, Path(argv[0]) / SUMMARY)
         result = analyze_run(argv[0])
     except QbnError as e:
         print(f"qbn: {e}", file=sys.stderr)

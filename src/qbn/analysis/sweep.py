@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from ..errors import DamagedFileError
 from ..rundir import read_summary
 
 KEY_METRICS = ("test/acc", "val/acc_best", "epochs", "wall_s")
@@ -33,7 +34,10 @@ def job_overrides(job_dir: Path) -> dict[str, str]:
 def read_rows(sweep_dir: Path) -> list[dict]:
     rows = []
     for d in job_dirs(sweep_dir):
-        summary = read_summary(d) or {"status": "missing"}
+        try:
+            summary = read_summary(d) or {"status": "missing"}
+        except DamagedFileError as e:   # listed by path with the jobs that did not complete, never counted
+            summary = {"status": "damaged", "error": str(e)}
         row = {"job": d.name, **summary}
         row["overrides"] = job_overrides(d)
         rows.append(row)

@@ -3,12 +3,11 @@ recognising them, and their size report."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..checkpoint import model_from_checkpoint, run_dir_of
 from ..errors import QbnError
-from ..rundir import update_summary
+from ..rundir import SUMMARY, check_can_write, read_summary, update_summary, write_bytes
 from .container import MAGIC, PREFIX
 from .loader import load_bytes
 from .sizes import size_report
@@ -32,11 +31,7 @@ def export_module(module, cfg, out: str | Path | None = None, fmt: str = "packed
 
 
 def write_atomic(path: str | Path, buf: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(buf)
-    os.replace(tmp, path)
+    write_bytes(path, buf)  # a temporary file renamed once complete; OutputError when it cannot be written
 
 
 def export(source: str | Path, out: str | Path | None = None, fmt: str = "packed", alpha_dtype: str = "fp32",
@@ -60,8 +55,13 @@ def export_with_report(source: str | Path, out: str | Path | None = None, fmt: s
     out = Path(out)
     info = {"checkpoint": str(source), "run_dir": str(run_dir) if run_dir else None, "dataset": str(cfg.dataset.name),
             "scaling": str(cfg.scaling.name) if cfg.binary.enabled else "fp", "binary": dict(cfg.binary)}
-    buf = export_module(module, cfg, out, fmt, alpha_dtype, fp_dtype, fold_bn, info)
+    if run_dir is not None:  # every check before the first byte is written: summary.json reads and can be written
+        read_summary(run_dir)
+        check_can_write(run_dir / SUMMARY)
+    check_can_write(out)
+    buf = export_module(module, cfg, None, fmt, alpha_dtype, fp_dtype, fold_bn, info)
     report = report_bytes(buf)
+    write_atomic(out, buf)
     if run_dir is not None:
         update_summary(run_dir, **{f"export/{k}": v for k, v in report["totals"].items() if v is not None and not isinstance(v, dict)},
                        **{"export/file": str(out)})

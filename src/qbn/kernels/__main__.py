@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..checkpoint import run_dir_of
 from ..errors import QbnError
+from ..rundir import check_can_write
 from .read_signs import load_signs
 from .run_stats import write_run_kernels
 
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         if src.is_file() and src.parent.name == "signs" and not args.out:
             run_dir = src.parent.parent
         layers = args.layers.split(",") if args.layers else None
+        check_can_write(Path(run_dir) / "kernels.json", Path(run_dir) / "figures" / "kernels.png")  # before writing
         stats = write_run_kernels(run_dir, signs, layers, source=str(src))
     except QbnError as e:
         print(f"qbn: {e}", file=sys.stderr)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from ..rundir import read_summary
+from ..rundir import read_json, read_summary
 
 
 def kernel_section(run_dir: Path) -> str:
     """Kernel statistics (kernels.json) and, for a QBN run, its codebooks and bits."""
     lines: list[str] = []
     path = Path(run_dir) / "kernels.json"
-    if path.exists():
-        stats = json.loads(path.read_text())
+    stats = read_json(path)
+    if stats is not None:
         o = stats["overall"]
         lines += ["## Binary kernels (3x3)", "",
                   f"{o['kernels']} kernels in {len(stats['layers'])} 3x3 binary layers "

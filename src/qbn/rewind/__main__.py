@@ -22,14 +22,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from ..config import CONFIG_DIR
+from ..config import CONFIG_DIR, check_choices
+from ..config import compose_train as _compose
 from ..errors import ConfigError, QbnError
-from .spec import RewindError
+from ..schema import check_config
+from .spec import RewindError, parse_signs, parse_weights
 from .trunk import find_trunk
 
 DEFAULT_EXPERIMENT = "experiment=primary_subnet"
@@ -45,16 +46,37 @@ class RewindStudy:
     returncode: int
 
 
-def _compose(overrides: list[str]):
-    """The composed config of `python -m qbn.train OVERRIDES` (a mistake is one ConfigError)."""
-    GlobalHydra.instance().clear()
+def check_rewound(cfg) -> None:
+    """A composed rewound config's typed options and its rewind.signs / rewind.weights grammar."""
+    check_config(cfg)
+    if cfg.rewind.signs is not None:
+        parse_signs(cfg.rewind.signs)
+    if cfg.rewind.weights is not None:
+        parse_weights(cfg.rewind.weights)
+
+
+def sweep_values(sweep: list[str]) -> list[str]:
+    """Each value of each sweep override as a single override (`seed=0,1` -> `seed=0`, `seed=1`), so
+    every value can be checked before the trunk trains; a sweep spec Hydra cannot parse is one ConfigError."""
     try:
-        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-            return compose("train", overrides=overrides)
+        parsed = OverridesParser.create().parse_overrides(list(sweep))
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(f"bad override in {' '.join(overrides)}: {str(e).splitlines()[0][:200]}") from None
-    finally:
-        GlobalHydra.instance().clear()
+        raise ConfigError(f"bad sweep override in {' '.join(sweep)}: {str(e).splitlines()[0][:200]}") from None
+    singles = []
+    for o in parsed:
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+        singles += [f"{o.get_key_element()}={v}" for v in values]
+    return singles
+
+
+def check_before_training(common: list[str], sweep: list[str], trunk_name: str) -> None:
+    """Every option of both steps, and every value of the sweep, checked before the trunk trains
+    (the trunk's config, then the rewound runs' config once per sweep value)."""
+    check_choices([*common, *sweep], CONFIG_DIR)
+    check_config(_compose([*common, "rewind=trunk", f"name={trunk_name}"]))
+    rewound = [*common, "rewind=rewound", "rewind.trunk=the_trunk"]  # any name: the trunk is not read here
+    for single in sweep_values(sweep) or [None]:
+        check_rewound(_compose(rewound + ([single] if single else [])))
 
 
 def _stamp() -> str:
@@ -74,6 +96,7 @@ def trunk_then_rewound(overrides: list[str] | tuple[str, ...] = (), sweep: list[
                           "(the sweep's name comes from the experiment preset)")
     if not any(o.split("=", 1)[0].lstrip("+~") == "experiment" for o in common):
         common.insert(0, DEFAULT_EXPERIMENT)
+    check_before_training(common, list(sweep), trunk_name)
     trunk_cfg = _compose([*common, "rewind=trunk", f"name={trunk_name}"])
     output_dir = Path(str(trunk_cfg.paths.output_dir))
     trunk_dir = None

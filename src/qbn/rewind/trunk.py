@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..rundir import read_summary
+from ..rundir import read_summary, read_summary_or_none
 from ..signs import (
     SnapshotError,
     distance_to_final,
@@ -38,7 +38,7 @@ def find_trunk(trunk: str, output_dir: str | Path) -> Path:
                           f"{folder}. Train one first: python -m qbn.train name={trunk} {TRUNK_OPTION} ...")
     runs = []
     for d in folder.iterdir():
-        s = read_summary(d) if d.is_dir() else None
+        s = read_summary_or_none(d) if d.is_dir() else None   # a damaged run is no completed trunk: skipped
         if s and s.get("status") == "completed" and not s.get("rewind/trunk"):
             runs.append(((d / "summary.json").stat().st_mtime, d))
     if not runs:

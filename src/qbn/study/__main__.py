@@ -13,8 +13,10 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import CONFIG_DIR
+from ..config import CONFIG_DIR, check_choices, compose_config
 from ..errors import QbnError, command
+from ..schema import STUDY_SCHEMAS, check_schema
+from .collect import damaged, read_study
 from .plan_cost import plan_report
 from .report import write_results
 from .runner import Runner
@@ -36,9 +38,14 @@ def study(cfg: DictConfig) -> None:
         sys.exit(code)
 
 
+def _report(args: list[str]) -> str:
+    path = write_results(args[0])
+    bad = [str(r.dir) for r in damaged(read_study(args[0]))]
+    return f"wrote {path}" + (f"; {len(bad)} runs with a damaged file, not counted: {', '.join(bad)}" if bad else "")
+
+
 def report_main(argv: list[str]) -> int:
-    return command(argv, "python -m qbn.study report STUDY_DIR", lambda a: len(a) == 1,
-                   lambda a: f"wrote {write_results(a[0])}")
+    return command(argv, "python -m qbn.study report STUDY_DIR", lambda a: len(a) == 1, _report)
 
 
 def plan_main(argv: list[str]) -> int:
@@ -50,6 +57,7 @@ def plan_main(argv: list[str]) -> int:
         GlobalHydra.instance().clear()
         with initialize_config_dir(str(CONFIG_DIR / "study"), version_base="1.3"):
             cfg = compose("study", overrides=overrides)
+        check_schema(cfg, STUDY_SCHEMAS)
         print(plan_report(cfg, runs))
     except QbnError as e:
         print(f"qbn: {e}", file=sys.stderr)
@@ -84,8 +92,13 @@ if __name__ == "__main__":
         sys.exit(report_main(sys.argv[2:]))
     if len(sys.argv) > 1 and sys.argv[1] == "plan":
         sys.exit(plan_main(sys.argv[2:]))
-    try:
+    try:  # a scale or run option naming no file (scale=huge, model=resnet99): one line, not Hydra's list
+        check_choices(sys.argv[1:], CONFIG_DIR / "study")
+        check_choices(sys.argv[1:], CONFIG_DIR)
         sys.argv[1:] = split_overrides(sys.argv[1:])
+        # the study's own options typed before Hydra's app starts (it would rewrite .study/ first)
+        check_schema(compose_config(CONFIG_DIR / "study", "study", [a for a in sys.argv[1:] if not a.startswith("-")]),
+                     STUDY_SCHEMAS)
     except QbnError as e:
         print(f"qbn: {e}", file=sys.stderr)
         sys.exit(2)

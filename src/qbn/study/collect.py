@@ -5,33 +5,41 @@ them from hand-made run directories."""
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from ..rundir import read_summary
+from ..errors import DamagedFileError
+from ..rundir import read_json, read_summary, read_yaml
 from . import keys as K
 from .plan import STAGES
 
 
-def _json(path: Path) -> dict | None:
+def _json(path: Path, damaged: list[str] | None = None) -> dict | None:
+    """A JSON file of a run; None when absent, or when damaged (its message then added to `damaged`)."""
     try:
-        return json.loads(path.read_text()) if path.exists() else None
-    except json.JSONDecodeError:
+        data = read_json(path) if path.name != "summary.json" else read_summary(path.parent)
+    except DamagedFileError as e:
+        if damaged is None:
+            raise
+        damaged.append(str(e))
         return None
+    return data if isinstance(data, dict) else None
 
 
-def read_options(run_dir: Path) -> dict[str, str]:
-    """The run's overrides as {key: value} (as typed, '+'/'~' dropped)."""
-    path = run_dir / ".hydra" / "overrides.yaml"
-    if not path.exists():
+def read_options(run_dir: Path, damaged: list[str] | None = None) -> dict[str, str]:
+    """The run's overrides as {key: value} (as typed, '+'/'~' dropped); a damaged overrides.yaml
+    reads as none, its message added to `damaged` (raised when `damaged` is None)."""
+    try:
+        overrides = read_yaml(run_dir / ".hydra" / "overrides.yaml")
+    except DamagedFileError as e:
+        if damaged is None:
+            raise
+        damaged.append(str(e))
         return {}
     out = {}
-    for o in OmegaConf.load(path):
+    for o in overrides or []:
         key, _, value = str(o).partition("=")
         out[key.lstrip("+~")] = value
     return out
@@ -44,14 +52,17 @@ class Run:
     dir: Path
     summary: dict
     options: dict[str, str]
+    # one message per damaged file (summary.json, overrides, signs.json, kernels.json): such a file is
+    # never read as a missing one; a run whose summary.json is damaged is neither completed nor unfinished
+    damaged: list[str] = field(default_factory=list)
 
     @cached_property
     def signs(self) -> dict:
-        return _json(self.dir / "signs.json") or {}
+        return _json(self.dir / "signs.json", self.damaged) or {}
 
     @cached_property
     def kernels(self) -> dict:
-        return _json(self.dir / "kernels.json") or {}
+        return _json(self.dir / "kernels.json", self.damaged) or {}
 
     def get(self, key: str):
         """A summary value; None when absent or not a finite number."""
@@ -108,7 +119,8 @@ class Run:
 
 
 def read_study(study_dir: str | Path) -> list[Run]:
-    """One Run per run directory <study>/<stage>/<job>/ that has a summary.json."""
+    """One Run per run directory <study>/<stage>/<job>/ that has a summary.json. Every file a claim
+    reads is read here, so each damaged one is in the run's `damaged` (the report lists it by path)."""
     study_dir = Path(study_dir)
     runs = []
     for stage in STAGES:
@@ -116,12 +128,26 @@ def read_study(study_dir: str | Path) -> list[Run]:
         if not d.is_dir():
             continue
         for run in sorted(p for p in d.iterdir() if (p / "summary.json").exists()):
-            runs.append(Run(stage, run.name, run, read_summary(run) or {}, read_options(run)))
+            problems: list[str] = []
+            r = Run(stage, run.name, run, _json(run / "summary.json", problems) or {}, read_options(run, problems),
+                    problems)
+            r.signs, r.kernels  # noqa: B018  read now: a damaged one is listed, whatever the claims read later
+            runs.append(r)
     return runs
 
 
 def completed(runs: list[Run], *stages: str) -> list[Run]:
     return [r for r in runs if r.completed and (not stages or r.stage in stages)]
+
+
+def damaged(runs: list[Run], *stages: str) -> list[Run]:
+    """Runs with a damaged file: never counted silently (the report lists them by path)."""
+    return [r for r in runs if r.damaged and (not stages or r.stage in stages)]
+
+
+def unreadable(runs: list[Run], *stages: str) -> list[Run]:
+    """Runs whose summary.json is damaged: neither completed nor unfinished."""
+    return [r for r in damaged(runs, *stages) if not r.summary]
 
 
 def find_run(study_dir: Path, path: str | None) -> Path | None:

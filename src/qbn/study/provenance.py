@@ -4,7 +4,6 @@ Runs section reads it)."""
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shlex
@@ -17,7 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from .. import __version__
-from ..rundir import write_json
+from ..rundir import read_json, write_json
 
 STUDY_JSON = "study.json"
 
@@ -48,7 +47,7 @@ def record_invocation(study_dir: Path, cfg: DictConfig, wall_s: int | None = Non
     """study.json: every invocation's command line, commit and machine (the report cites them);
     with wall_s, the wall time of the invocation this process started."""
     path = study_dir / STUDY_JSON
-    data = json.loads(path.read_text()) if path.exists() else {}
+    data = read_json(path) or {}
     if wall_s is not None:
         data["invocations"][-1]["wall_s"] = wall_s
         write_json(path, data)

@@ -6,16 +6,14 @@ the same bytes (nothing in it depends on when or where the report is written).""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from ..errors import QbnError
-from ..rundir import write_json
+from ..rundir import read_json, read_yaml, write_json, write_text
 from .claims import sections
-from .collect import Run, completed, read_study
+from .collect import Run, completed, damaged, read_study, unreadable
 from .plan import STAGES, plan
 from .provenance import STUDY_JSON
 from .readings import READINGS, fill, read_readings
@@ -35,26 +33,27 @@ def _portable(override: str, study_dir: Path) -> str:
     return override
 
 
-def _overrides(run: Path) -> list[str]:
-    path = run / ".hydra" / "overrides.yaml"
+def _overrides(run: Run) -> list[str]:
+    if any("overrides.yaml" in m for m in run.damaged):  # listed with the damaged runs
+        return []
+    path = run.dir / ".hydra" / "overrides.yaml"
     return [str(o) for o in OmegaConf.load(path)] if path.exists() else []
 
 
 def planned_runs(study_dir: Path) -> dict[str, int]:
     """Runs per stage that the study's last invocation planned (its composed config in .study/);
     {} when that config is missing or no longer composes a plan."""
-    path = study_dir / ".study" / "config.yaml"
-    if not path.exists():
+    cfg = read_yaml(study_dir / ".study" / "config.yaml")  # a damaged one is named, not read as absent
+    if cfg is None:
         return {}
     try:
-        cfg = OmegaConf.load(path)
         return {stage: len(jobs) for stage, jobs in plan(cfg).items() if stage in cfg.stages}
     except Exception:  # noqa: BLE001 - a config of another qbn version: report without the plan
         return {}
 
 
 def runs_section(study_dir: Path, runs: list[Run]) -> str:
-    info = json.loads((study_dir / STUDY_JSON).read_text()) if (study_dir / STUDY_JSON).exists() else {}
+    info = read_json(study_dir / STUDY_JSON) or {}
     lines = ["## Runs", ""]
     for inv in info.get("invocations", []):
         took = f", took {inv['wall_s'] / 60:.1f} min" if inv.get("wall_s") is not None else ", did not finish"
@@ -63,7 +62,8 @@ def runs_section(study_dir: Path, runs: list[Run]) -> str:
         )
     planned = planned_runs(study_dir)
     table = Table(
-        ["stage", "planned", "started", "completed", "failed or unfinished", "wall time (sum of runs)"], [None] * 6
+        ["stage", "planned", "started", "completed", "failed or unfinished", "damaged", "wall time (sum of runs)"],
+        [None] * 7,
     )
     for stage in STAGES:
         rs = [r for r in runs if r.stage == stage]
@@ -71,12 +71,27 @@ def runs_section(study_dir: Path, runs: list[Run]) -> str:
             continue
         done = completed(rs)
         wall = sum(r.get("wall_s") or 0 for r in done)
+        unfinished = len(rs) - len(done) - len(unreadable(rs))  # a damaged summary.json is neither
         table.rows.append(
-            Row(None, [stage, planned.get(stage, "-"), len(rs), len(done), len(rs) - len(done), f"{wall / 60:.1f} min"])
+            Row(
+                None,
+                [stage, planned.get(stage, "-"), len(rs), len(done), unfinished, len(damaged(rs)), f"{wall / 60:.1f} min"],
+            )
         )
+    lines += [*([""] if info.get("invocations") else []), *table_markdown(table)]
+    bad = damaged(runs)
+    if bad:
+        lines += [
+            "",
+            "Runs with a damaged file (what a damaged file holds is in no table; a run whose summary.json is "
+            "damaged is neither completed nor unfinished; repair the file, or move the run directory away and run "
+            "the study again to redo it):",
+            "",
+        ]
+        lines += [
+            f"- {_portable(str(r.dir), study_dir)}: " + "; ".join(_portable(m, study_dir) for m in r.damaged) for r in bad
+        ]
     lines += [
-        *([""] if info.get("invocations") else []),
-        *table_markdown(table),
         "",
         "Each run is `python -m qbn.train OVERRIDES paths.data_dir=$DATA hydra.run.dir=$STUDY/<stage>/<run>` "
         "($STUDY: the study directory; $DATA: the data directory of the machine it ran on):",
@@ -90,19 +105,13 @@ def runs_section(study_dir: Path, runs: list[Run]) -> str:
                 f"{r.job}: "
                 + " ".join(
                     _portable(o, study_dir)
-                    for o in _overrides(r.dir)
+                    for o in _overrides(r)
                     if not o.startswith(("hydra.run.dir=", "paths.data_dir="))
                 )
                 for r in rs
             ]
             lines += ["```", "", "</details>", ""]
     return "\n".join(lines).rstrip()
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def write_results(study_dir: str | Path) -> Path:
@@ -115,16 +124,17 @@ def write_results(study_dir: str | Path) -> Path:
     runs = read_study(study_dir)
     if not runs:
         raise QbnError(f"{study_dir} holds no runs (<stage>/<run>/summary.json): run python -m qbn.study first")
+    info = read_json(study_dir / STUDY_JSON) or {}  # the study's own files: a damaged one is named first
+    planned = sum(planned_runs(study_dir).values())
     claims = sections(runs, study_dir)
     cited: dict[str, str] = {}
     for s in claims:
         cited.update(numbers(s))
-    write_json(study_dir / NUMBERS, dict(sorted(cited.items())))
     readings = {
         k: fill(t, cited, f"{study_dir / READINGS}, ## {k}")
         for k, t in read_readings(study_dir, list(READING_KEYS)).items()
     }
-    info = json.loads((study_dir / STUDY_JSON).read_text()) if (study_dir / STUDY_JSON).exists() else {}
+    write_json(study_dir / NUMBERS, dict(sorted(cited.items())))  # only once every reading checked
     parts = [
         f"# Study results ({info.get('scale', study_dir.name)} scale)",
         "",
@@ -136,12 +146,18 @@ def write_results(study_dir: str | Path) -> Path:
         "'(all 3 seeds equal)' says the seeds gave one value.",
         "",
     ]
-    planned, done = sum(planned_runs(study_dir).values()), len(completed(runs))
+    done = len(completed(runs))
     if planned > done:
         parts += [
             f"**Partial: {done} of the {planned} planned runs are complete** (the stage table under Runs); every "
             "table and verdict below is computed from the completed runs only. Run the same study command again "
             "to finish it.",
+            "",
+        ]
+    if damaged(runs):
+        parts += [
+            f"**Damaged: {len(damaged(runs))} runs have a damaged file**, whose contents are not counted (listed "
+            "by path under Runs).",
             "",
         ]
     for s in claims:
@@ -158,5 +174,5 @@ def write_results(study_dir: str | Path) -> Path:
     if "runs" in readings:
         parts += [f"**Reading** (written by hand, in {READINGS} of the study directory):", "", readings["runs"], ""]
     path = study_dir / RESULTS
-    _write_text(path, "\n".join(parts).rstrip() + "\n")
+    write_text(path, "\n".join(parts).rstrip() + "\n")
     return path

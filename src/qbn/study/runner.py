@@ -21,8 +21,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ..errors import QbnError
-from ..rundir import read_summary
+from ..config import compose_train
+from ..errors import DamagedFileError, QbnError
+from ..rewind.spec import parse_freeze_at, parse_signs, parse_weights
+from ..rundir import read_json, read_summary
+from ..schema import STUDY_SCHEMAS, check_config, check_schema
 from . import submit
 from .launch import LIVE, _gpu_count, _run_process, _stop_on_sigterm, stop_live_runs
 from .plan import STAGES, Job, plan
@@ -39,8 +42,13 @@ class StudyError(QbnError):
 
 
 def job_state(run_dir: Path, export: bool = False) -> str:
-    """done | new | interrupted | failed | unpacked (trained, not yet packed and evaluated)."""
-    s = read_summary(run_dir)
+    """done | new | interrupted | failed | unpacked (trained, not yet packed and evaluated); a damaged
+    summary.json is a StudyError naming it (the study cannot tell whether the run is done)."""
+    try:
+        s = read_summary(run_dir)
+    except DamagedFileError as e:
+        raise StudyError(f"{e}: the study cannot tell whether that run is done; move the run directory away "
+                         "(or delete it) and run the study again to redo it") from None
     if s is None:
         return "new"
     status = s.get("status")
@@ -51,8 +59,10 @@ def job_state(run_dir: Path, export: bool = False) -> str:
 
 class Runner:
     def __init__(self, cfg: DictConfig):
+        check_schema(cfg, STUDY_SCHEMAS)   # the study's own options typed (report=maybe is one line)
         self.cfg = cfg
         self.dir = Path(cfg.dir)
+        read_json(self.dir / STUDY_JSON)   # the study's own record: a damaged one is named before anything runs
         self.plan = plan(cfg)
         unknown = [s for s in cfg.stages if s not in STAGES]
         if unknown:
@@ -202,7 +212,26 @@ class Runner:
             for job in todo:
                 self.run_job(job)
 
+    def check_runs(self) -> None:
+        """Before the first run trains: the runs' options (the scale's and train=[...]) typed, once per
+        stage on its first run's composed config, and every run's rewind.signs / rewind.weights /
+        rewind.freeze_signs_at parsed."""
+        for stage in self.cfg.stages:
+            jobs = self.plan[stage]
+            if jobs:
+                check_config(compose_train(jobs[0].overrides))
+            for job in jobs:
+                for o in job.overrides:
+                    key, _, value = o.partition("=")
+                    if key == "rewind.signs":
+                        parse_signs(value)
+                    elif key == "rewind.weights":
+                        parse_weights(value)
+                    elif key == "rewind.freeze_signs_at":
+                        parse_freeze_at(value)
+
     def run(self) -> int:
+        self.check_runs()
         self.dir.mkdir(parents=True, exist_ok=True)
         with open(self.dir / ".lock", "w") as lock:
             try:
