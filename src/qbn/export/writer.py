@@ -27,7 +27,10 @@ def model_spec(cfg: Any) -> dict:
     """What the loader needs to rebuild the backbone: qbn.models function, its arguments, the
     input shape and classes (from the run's composed config)."""
     ds = cfg.dataset
-    return {"name": str(cfg.model.name), "backbone": to_plain(cfg.model.backbone),
+    backbone = to_plain(cfg.model.backbone)
+    if backbone.get("norm") == "batch":  # the backbones' default: left out, so files stay as they were before the option
+        del backbone["norm"]
+    return {"name": str(cfg.model.name), "backbone": backbone,
             "num_classes": int(ds.num_classes), "in_channels": int(ds.in_channels), "image_size": int(ds.image_size)}
 
 
