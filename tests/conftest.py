@@ -46,6 +46,7 @@ def shared_run(shared_run_dir, tmp_path) -> Path:
     return Path(shutil.copytree(shared_run_dir, tmp_path / "shared_run"))
 
 
+@pytest.fixture(scope="session")
 def digits_run(tmp_path_factory) -> Path:
     """A completed 2-epoch digits run (summary, signs, kernels, report, figures, checkpoints), trained
     once per session in-process; a test that changes it takes a copy (digits_run_copy)."""

@@ -41,7 +41,7 @@ def _train(run: Path, *overrides: str) -> dict:
     ("overwrite=no", "overwrite='no': not a valid bool; it takes true or false"),   # would read as true
     ("report=1", "report=1: not a valid bool; it takes true or false"),
     ("test_after_fit=maybe", "test_after_fit='maybe': not a valid bool; it takes true or false"),
-    ("channels_last=yes", "channels_last='yes': not a valid bool; it takes true or false"),
+    ("channels_last=yes", "channels_last='yes' is not valid: choose one of true, false, auto"),
     ("allow_tf32=on", "allow_tf32='on': not a valid bool; it takes true or false"),
     ("seed=abc", "seed='abc'"),
 ])
