@@ -270,6 +270,7 @@ def test_1_the_probe_command_line_is_one_line_and_changes_nothing(digits_run_cop
     assert_unchanged(digits_run_copy, before)
 
 
+@pytest.mark.slow  # a subprocess or a whole report (seconds); CI's slow step runs it
 @pytest.mark.parametrize("command", [("qbn.train", "model=resnet99", "dataset=digits"), ("qbn.study", "scale=huge")])
 def test_a_missing_model_or_scale_is_one_line_listing_the_choices(command, tmp_path):
     r = run_cli(*command, f"paths.output_dir={tmp_path}")

@@ -44,6 +44,7 @@ def test_cli_rerun_same_settings_skips_and_changes_nothing(completed):
     assert_unchanged(completed, before)
 
 
+@pytest.mark.slow  # a subprocess or a whole report (seconds); CI's slow step runs it
 def test_cli_rerun_other_settings_refused_naming_keys(completed):
     before = files(completed)
     r = run_cli("qbn.train", *golden("scaling=none", "seed=3"), f"hydra.run.dir={completed}")
@@ -187,6 +188,7 @@ def test_unreadable_checkpoint_files_each_one_clear_message(tmp_path):
     assert "weights_only" not in str(info.value)
 
 
+@pytest.mark.slow  # a subprocess or a whole report (seconds); CI's slow step runs it
 def test_summary_cli_on_a_bad_file_is_one_line(tmp_path, capsys):
     import pickle
 

@@ -164,6 +164,7 @@ class _Warm(pl.Callback):
             self.frames = counters["frames"]["total"], counters["stats"]["unique_graphs"]
 
 
+@pytest.mark.slow  # a subprocess or a whole report (seconds); CI's slow step runs it
 def test_compiled_training_does_not_recompile(cfg_factory):
     """compile=true (inductor) through Lightning: after the first epoch, nothing compiles again; no graph break."""
     cfg = cfg_factory(*SMOKE, "compile=true", "trainer.max_epochs=2")

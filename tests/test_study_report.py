@@ -333,6 +333,7 @@ def _digest(root: Path) -> dict[str, str]:
 ZERO_WIDTH = re.compile(r"\[([+-]?\d+(?:\.\d+)?), \1\]")
 
 
+@pytest.mark.slow  # a subprocess or a whole report (seconds); CI's slow step runs it
 def test_results_md_regenerates_byte_for_byte_without_zero_width_intervals(tmp_path):
     study = make_study(tmp_path)
     before = _digest(study)
@@ -363,6 +364,7 @@ def test_results_md_regenerates_byte_for_byte_without_zero_width_intervals(tmp_p
     assert _digest(study) == before  # the run directories (and study.json) are untouched
 
 
+@pytest.mark.slow  # a subprocess or a whole report (seconds); CI's slow step runs it
 def test_report_of_a_folder_without_runs_is_one_clear_line(tmp_path):
     result = run_cli("qbn.study", "report", str(tmp_path))
     assert result.returncode == 1
@@ -401,6 +403,7 @@ def test_a_partial_study_says_so_with_its_planned_runs(tmp_path):
     assert f"| scaling | {planned['scaling']} | 45 | 45 | 0 |" in text
 
 
+@pytest.mark.slow  # a subprocess or a whole report (seconds); CI's slow step runs it
 def test_readings_cite_numbers_by_key_and_follow_their_claim(tmp_path):
     study = make_study(tmp_path)
     (study / "readings.md").write_text(

@@ -279,6 +279,7 @@ def test_study_options_stay_the_studys_and_the_rest_go_to_every_run():
     ]
 
 
+@pytest.mark.slow  # a subprocess or a whole report (seconds); CI's slow step runs it
 def test_plan_cli_prints_the_plan_and_a_bad_override_is_one_line(tmp_path):
     from qbn.testing.runs import run_cli
 
@@ -319,6 +320,7 @@ def test_a_damaged_run_is_named_and_the_study_stops_before_training(tmp_path, mo
     assert not (tmp_path / "study" / "study.json").exists()   # no invocation recorded: nothing ran
 
 
+@pytest.mark.slow  # a subprocess or a whole report (seconds); CI's slow step runs it
 def test_study_command_with_a_mistyped_option_is_one_line_and_makes_nothing(tmp_path):
     from qbn.testing.runs import run_cli
 
