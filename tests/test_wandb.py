@@ -79,7 +79,8 @@ def test_offline_run_holds_config_scalars_summary_charts_and_tables(cfg_factory,
     cover = read_table(run_file, history["kernels/coverage"][0])
     assert [r[1] for r in cover["data"]] == pytest.approx(kernels["coverage"]) and cover["data"][-1][2] == 1.0
     qbn = read_table(run_file, history["qbn/accuracy_bits"][0])
-    assert qbn["data"] == [[4, None, pytest.approx(summary["bits_per_weight"]), summary["model_bytes"],
+    assert qbn["columns"] == ["method", "n", "budget", "bits_per_weight", "model_bytes", "distill_weight", "test_acc"]
+    assert qbn["data"] == [["topk", 4, None, pytest.approx(summary["bits_per_weight"]), summary["model_bytes"], 0.0,
                             pytest.approx(summary["test/acc"])]]
 
     charts = config["_wandb"]["visualize"]
