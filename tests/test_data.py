@@ -123,3 +123,28 @@ def test_image_folder(tmp_path):
         bad.setup()
     with pytest.raises(DatasetMissingError, match="no image folder"):
         ImageFolderDataModule(name="imagenet", data_dir=str(tmp_path / "nope")).prepare_data()
+
+
+def _unpack_fashion_mnist(data_dir: str) -> None:
+    FashionMNISTDataModule(name="fashion_mnist", data_dir=data_dir)._copy_from_debian()
+
+
+@pytest.mark.skipif(not FashionMNISTDataModule.debian_dir.exists(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_runs_started_side_by_side_unpack_the_debian_files_once_each_without_a_race(tmp_path):
+    """A study starts two runs at once on a fresh data folder: both unpack the Debian package's files
+    (a shared temporary name made one run fail with FileNotFoundError); each file ends whole."""
+    import gzip
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_unpack_fashion_mnist, args=(str(tmp_path),)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    raw = tmp_path / "FashionMNIST" / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == [
+        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
+    with gzip.open(FashionMNISTDataModule.debian_dir / "t10k-labels-idx1-ubyte.gz", "rb") as f:
+        assert (raw / "t10k-labels-idx1-ubyte").read_bytes() == f.read()

@@ -38,7 +38,9 @@ class _MNISTFamily(ArrayDataModule):
         for gz in sorted(self.debian_dir.glob("*-ubyte.gz")):
             target = raw / gz.name[:-3]
             if not target.exists():
-                tmp = target.with_suffix(".part")
+                # a temporary name of this process's own: runs of a study start side by side and may
+                # unpack the same files at once; each renames its complete copy over the target
+                tmp = target.with_name(f"{target.name}.{os.getpid()}.part")
                 with gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
                     shutil.copyfileobj(src, dst)
                 os.replace(tmp, target)
