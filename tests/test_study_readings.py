@@ -90,4 +90,4 @@ def test_committed_readings_cite_only_generated_keys_and_no_number_of_their_own(
     keys = {m.group(1) for m in PLACEHOLDER.finditer(readings)}
     assert keys and keys <= set(cited)
     assert not re.search(r"\{claim", text)
-    assert cited["claim2.rewind.e12.k_0.125.freeze.minus_trunk"] in text
+    assert cited["claim2.rewind.e8.k_0.25.freeze.minus_trunk"] in text

@@ -79,17 +79,18 @@ def test_each_planned_run_composes(tmp_path):
             compose_cfg(tmp_path / "run", job.overrides)
 
 
-def test_plan_command_prints_runs_and_cost_and_a_k_not_saved_is_one_line(tmp_path):
+@pytest.mark.parametrize("scale, hours", [("cpu", 2.5), ("cpu_long", 8)])
+def test_plan_command_prints_runs_and_cost_and_a_k_not_saved_is_one_line(tmp_path, scale, hours):
     from qbn.study.plan_cost import cpu_seconds, plan_report
 
-    cfg = study_cfg(tmp_path, "scale=cpu")
+    cfg = study_cfg(tmp_path, f"scale={scale}")
     stages = plan(cfg)
     total = sum(cpu_seconds(j, cfg.scale.cost) for jobs in stages.values() for j in jobs)
-    # by hand: 40.5 s a run, 47 s an epoch (1.35 x with a teacher), 27.7 s packing
+    c = cfg.scale.cost  # by hand: a run, its epochs (1.35 x with a teacher), the packing
     hand = sum(
-        40.5
-        + j.epochs * 47 * (1.35 if any(o.startswith("qbn.distill.weight=") for o in j.overrides) else 1)
-        + (27.7 if j.export else 0)
+        c.run_s
+        + j.epochs * c.epoch_s * (c.distill if any(o.startswith("qbn.distill.weight=") for o in j.overrides) else 1)
+        + (c.pack_s if j.export else 0)
         for jobs in stages.values()
         for j in jobs
     )
@@ -97,7 +98,7 @@ def test_plan_command_prints_runs_and_cost_and_a_k_not_saved_is_one_line(tmp_pat
     text = plan_report(cfg)
     runs = sum(len(v) for v in stages.values())
     assert f"total: {runs} runs" in text and f"{total:,.0f} CPU s" in text
-    assert total / 3600 / 2 * 1.26 < 8  # 8 hours on 2 cores, with the last study's measured slow-down
+    assert total / 3600 / 2 * 1.26 < hours  # on 2 cores, with the last study's measured slow-down
     seeds = {stage: {o for j in jobs for o in j.overrides if o.startswith("seed=")} for stage, jobs in stages.items()}
     assert len(seeds["scaling"]) == 5 and len(seeds["rewind"]) == len(seeds["qbn"]) == 3  # claim 1: 5 seeds
     with pytest.raises(QbnError, match=r"rewind K=0.3 is not in rewind.save_shares"):
