@@ -12,7 +12,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
 
 from qbn.testing.runs import ROOT, run_cli, tiny
@@ -20,19 +19,8 @@ from qbn.testing.runs import ROOT, run_cli, tiny
 # with the report and kernel figures that TINY (debug=smoke) leaves out
 COMMON = tiny("trainer.max_epochs=3", "trainer.accelerator=cpu", "trainer.log_every_n_steps=1", "seed=3",
               "report=true", "callbacks.kernel_stats.figures=true")
-# the runs find the StopAfterEpoch callback as tests.test_signs_train.StopAfterEpoch
+# the runs find the tests' callbacks (tests.stop_callbacks) on the path
 TESTS_ON_PATH = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-
-
-class StopAfterEpoch(pl.Callback):
-    """Stops training at the end of epoch `epoch` (1-based), like a job killed after a checkpoint."""
-
-    def __init__(self, epoch: int = 1):
-        self.epoch = epoch
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        if trainer.current_epoch + 1 >= self.epoch:
-            trainer.should_stop = True
 
 
 def train(*overrides: str) -> subprocess.CompletedProcess:
@@ -75,10 +63,15 @@ def test_short_run_writes_signs_report_and_figures(tmp_path):
 @pytest.mark.slow
 def test_resumed_run_gives_the_same_sign_curves(tmp_path):
     full, split = tmp_path / "full", tmp_path / "split"
-    train(f"hydra.run.dir={full}")
-    train(f"hydra.run.dir={split}", "+callbacks.stop._target_=tests.test_signs_train.StopAfterEpoch")
+    # a job killed (SIGTERM) in its second epoch, then resumed; the same callbacks in all three runs,
+    # since a resume may not change the run's settings
+    stop = "+callbacks.stop._target_=tests.stop_callbacks.SigtermAtEpochFromEnv"
+    train(f"hydra.run.dir={full}", stop)
+    killed = run_cli("qbn.train", *COMMON, f"hydra.run.dir={split}", stop,
+                     env={**TESTS_ON_PATH, "QBN_TEST_SIGTERM_EPOCH": "1"})
+    assert killed.returncode != 0 and json.loads((split / "summary.json").read_text())["status"] == "interrupted"
     assert sorted(p.name for p in (split / "signs").iterdir()) == ["epoch_000.pt", "epoch_001.pt", "last_flip_step.pt"]
-    train(f"resume={split}")
+    train(f"resume={split}", stop)
     a, b = epoch_curves(full), epoch_curves(split)
     assert a.keys() == b.keys() and a == b
     sa, sb = (json.loads((d / "signs.json").read_text()) for d in (full, split))
