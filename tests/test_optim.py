@@ -57,7 +57,9 @@ def test_same_seed_gives_the_first_steps_recorded_before(case, cfg_factory):
     assert got["optimizer"] == expected["optimizer"] and got["scheduler"] == expected["scheduler"]
     assert got["groups"] == expected["groups"]  # every group's lr, betas / momentum, weight decay, exactly
     assert got["lrs"] == pytest.approx(expected["lrs"], rel=1e-12, abs=1e-15)
-    assert got["losses"] == pytest.approx(expected["losses"][:LOSS_STEPS], rel=1e-4)  # float kernels differ between CPUs
+    # float kernels differ between CPUs, and the binarized weights amplify it: an AMD EPYC (AVX512) is 3.3e-4
+    # relative from the recording CPU by the last steps; a wrong optimizer or schedule is off by far more
+    assert got["losses"] == pytest.approx(expected["losses"][:LOSS_STEPS], rel=2e-3)
 
 
 def test_override_names_users_type_still_work(cfg_factory):

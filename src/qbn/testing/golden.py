@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform as pyplatform
 import sys
 import tempfile
 from pathlib import Path
@@ -42,8 +43,21 @@ def train_golden(run_dir: Path) -> None:
 
 
 def platform() -> dict:
-    """What decides the float kernels a CPU run uses: where it differs, last bits may differ."""
-    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    """What decides the float kernels a CPU run uses: where it differs, last bits may differ. The
+    capability alone is not enough: an AMD EPYC and an Intel CPU that both report AVX512 move a few
+    latent weights of the golden run across zero differently, so the CPU's model is part of it."""
+    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu": cpu_model()}
+
+
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it (/proc/cpuinfo), else Python's guess."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return pyplatform.processor() or pyplatform.machine()
 
 
 def measure(run_dir: Path) -> dict:
