@@ -18,6 +18,11 @@ from omegaconf.errors import OmegaConfBaseException
 from .errors import DamagedFileError, OutputError
 
 
+def _entry(*parts: str) -> property:
+    """A RunDir property: the path of the entry `parts` (names relative to the run directory)."""
+    return property(lambda run: run.root.joinpath(*parts))
+
+
 class RunDir:
     """The layout of one run directory. Other modules ask it for paths (`RunDir(d).last_ckpt`) and
     never spell a name themselves, so a file moves by one edit here. The names (relative to the
@@ -54,56 +59,26 @@ class RunDir:
     def __repr__(self) -> str:
         return f"RunDir({str(self.root)!r})"
 
-    def __fspath__(self) -> str:
-        return os.fspath(self.root)
-
-    # ---- the directory's own files
-    @property
-    def hydra_dir(self) -> Path:
-        return self.root / self.HYDRA
-
-    @property
-    def config_yaml(self) -> Path:
-        """The composed config Hydra would save (qbn saves it once the run may write here)."""
-        return self.hydra_dir / "config.yaml"
-
-    @property
-    def overrides_yaml(self) -> Path:
-        return self.hydra_dir / "overrides.yaml"
-
-    @property
-    def hydra_yaml(self) -> Path:
-        return self.hydra_dir / "hydra.yaml"
-
-    @property
-    def summary(self) -> Path:
-        return self.root / self.SUMMARY
-
-    @property
-    def damaged_summary(self) -> Path:
-        return self.root / self.DAMAGED_SUMMARY
-
-    @property
-    def error(self) -> Path:
-        return self.root / self.ERROR
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / self.METRICS
-
-    # ---- checkpoints
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / self.CHECKPOINTS
-
-    @property
-    def last_ckpt(self) -> Path:
-        return self.checkpoints / self.LAST_CKPT
-
-    @property
-    def init_ckpt(self) -> Path:
-        """A rewinding trunk's epoch-0 state (qbn.rewind)."""
-        return self.checkpoints / "init.ckpt"
+    # ---- paths: the directory's own entries, the checkpoints, what the instruments write
+    hydra_dir = _entry(HYDRA)
+    config_yaml = _entry(HYDRA, "config.yaml")   # the composed config (qbn saves it once the run may write here)
+    overrides_yaml = _entry(HYDRA, "overrides.yaml")
+    hydra_yaml = _entry(HYDRA, "hydra.yaml")
+    summary = _entry(SUMMARY)
+    damaged_summary = _entry(DAMAGED_SUMMARY)
+    error = _entry(ERROR)
+    metrics = _entry(METRICS)
+    checkpoints = _entry(CHECKPOINTS)
+    last_ckpt = _entry(CHECKPOINTS, LAST_CKPT)
+    init_ckpt = _entry(CHECKPOINTS, "init.ckpt")   # a rewinding trunk's epoch-0 state (qbn.rewind)
+    signs = _entry(SIGNS)
+    last_flip = _entry(SIGNS, LAST_FLIP)
+    signs_json = _entry(SIGNS_JSON)
+    kernels_json = _entry(KERNELS_JSON)
+    figures = _entry(FIGURES)
+    report = _entry(REPORT)
+    packed = _entry(PACKED)
+    onnx = _entry(ONNX)
 
     def epoch_ckpt(self, epoch: int) -> Path:
         """A rewinding trunk's full training state at the end of `epoch`."""
@@ -113,45 +88,13 @@ class RunDir:
         """A rewinding trunk's full training state after a share of training (label: qbn.signs.share_label)."""
         return self.checkpoints / f"share_{label}.ckpt"
 
-    # ---- what the instruments write
-    @property
-    def signs(self) -> Path:
-        return self.root / self.SIGNS
-
     def sign_snapshot(self, epoch: int) -> Path:
         """The signs at the end of `epoch` (000: initialisation)."""
         return self.signs / f"epoch_{epoch:03d}.pt"
 
     def share_snapshot(self, label: str) -> Path:
+        """The signs after a share of training (label: qbn.signs.share_label)."""
         return self.signs / f"share_{label}.pt"
-
-    @property
-    def last_flip(self) -> Path:
-        return self.signs / self.LAST_FLIP
-
-    @property
-    def signs_json(self) -> Path:
-        return self.root / self.SIGNS_JSON
-
-    @property
-    def kernels_json(self) -> Path:
-        return self.root / self.KERNELS_JSON
-
-    @property
-    def figures(self) -> Path:
-        return self.root / self.FIGURES
-
-    @property
-    def report(self) -> Path:
-        return self.root / self.REPORT
-
-    @property
-    def packed(self) -> Path:
-        return self.root / self.PACKED
-
-    @property
-    def onnx(self) -> Path:
-        return self.root / self.ONNX
 
 
 SUMMARY = RunDir.SUMMARY
