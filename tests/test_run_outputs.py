@@ -4,12 +4,15 @@ declares what it writes."""
 
 from __future__ import annotations
 
+import ast
 import inspect
+from pathlib import Path
 
 import pytest
 import yaml
 from hydra.utils import get_object
 
+import qbn
 from qbn.config import CONFIG_DIR
 from qbn.export import export
 from qbn.export.onnx import export_onnx
@@ -77,3 +80,22 @@ def test_every_writer_conf_attaches_is_declared():
         assert obj in WRITERS, f"{target} takes the run directory but is not in qbn.run_outputs.WRITERS"
         assert "writes" in vars(obj), f"{target} does not declare `writes`"
         assert set(writes(obj)) <= set(RUN_OUTPUTS)
+
+
+def test_no_module_but_the_run_directory_class_spells_a_run_directory_name():
+    """Every path of a run directory is built by qbn.rundir.RunDir: no other module of qbn holds a
+    string that is one of its entries' names (the words signs, figures and wandb, which name other
+    things too, are left out), and none mentions last.ckpt even in prose."""
+    names = {RunDir.HYDRA, RunDir.CHECKPOINTS, RunDir.SUMMARY, RunDir.DAMAGED_SUMMARY, RunDir.ERROR, RunDir.METRICS,
+             RunDir.OLD_METRICS, RunDir.SIGNS_JSON, RunDir.KERNELS_JSON, RunDir.REPORT, RunDir.PACKED, RunDir.ONNX,
+             RunDir.LAST_CKPT, RunDir.LAST_FLIP}
+    package = Path(qbn.__file__).parent
+    spelt = []
+    for path in sorted(package.rglob("*.py")):
+        if path == package / "rundir.py":
+            continue
+        text = path.read_text(encoding="utf-8")
+        spelt += [f"{path.relative_to(package)}:{node.lineno}: {node.value!r}" for node in ast.walk(ast.parse(text))
+                  if isinstance(node, ast.Constant) and node.value in names]
+        spelt += [f"{path.relative_to(package)}: mentions {RunDir.LAST_CKPT}"] if RunDir.LAST_CKPT in text else []
+    assert spelt == []

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"top-1/8/32 coverage {100 * o['top1']:.2f} / {100 * o['top8']:.2f} / {100 * o['top32']:.2f} % "
           f"(uniform {100 / 512:.2f} / {800 / 512:.2f} / {3200 / 512:.2f} %)")
     print(f"most frequent ids: {o['top_ids'][:8]}")
-    print(f"wrote {run_dir / 'kernels.json'} and {', '.join(stats['figures'])}")
+    print(f"wrote {RunDir(run_dir).kernels_json} and {', '.join(stats['figures'])}")
     return 0
 
 
