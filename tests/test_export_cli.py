@@ -12,6 +12,7 @@ from qbn.export import export, load
 from qbn.export.__main__ import main as export_main
 from qbn.summary import main as summary_main
 from qbn.testing.export import make_module
+from qbn.testing.rundirs import one_line
 from qbn.testing.runs import FASHION_MNIST_AVAILABLE, TINY, run_cli, write_run_dir
 
 
@@ -107,3 +108,13 @@ def test_eval_fashion_mnist_matches_checkpoint(tmp_path):
     r = run_cli("qbn.export", "--eval", str(run / "model.qbn"), "dataset=fashion_mnist", "dataset.test_subset=512")
     acc = float(r.stdout.split("test accuracy ")[1].split(" %")[0])
     assert acc == pytest.approx(100 * json.loads((run / "summary.json").read_text())["test/acc"], abs=0.006)
+
+
+@pytest.mark.parametrize("option", ["dataset.test_subset=abc", "dataset.eval_batch_size=0", "binary.enabled=maybe"])
+def test_eval_checks_options_as_train_does(run_dir, capsys, option):
+    """--eval composes qbn.train's config: a typed option is checked the same way, one line naming it
+    (dataset.test_subset=abc was a TypeError traceback from the data module)."""
+    run, _ = run_dir
+    path = export(run)
+    assert export_main(["--eval", str(path), "dataset=digits", option]) == 1
+    one_line(capsys.readouterr().err, option.split("=")[0])

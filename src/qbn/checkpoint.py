@@ -16,18 +16,18 @@ from .binary import binary_layers
 from .binary.layers import BinaryWeightMixin
 from .errors import CheckpointError
 from .module import build_module
-from .rundir import run_config
+from .rundir import RunDir, run_config
 
 
 def checkpoint_file(path: str | Path) -> Path:
-    """The checkpoint file `path` names: itself, or a run directory's (or checkpoints folder's) last.ckpt."""
+    """The checkpoint file `path` names: itself, or a run directory's (or checkpoints folder's) last checkpoint."""
     path = Path(path)
     if not path.is_dir():
         return path
-    for candidate in (path / "checkpoints" / "last.ckpt", path / "last.ckpt"):
+    for candidate in (RunDir(path).last_ckpt, path / RunDir.LAST_CKPT):
         if candidate.exists():
             return candidate
-    raise CheckpointError(f"no checkpoint in {path}: expected {path}/checkpoints/last.ckpt")
+    raise CheckpointError(f"no checkpoint in {path}: expected {RunDir(path).last_ckpt}")
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -88,7 +88,7 @@ def _optional(key: str) -> bool:
 def run_dir_of(path: Path) -> Path | None:
     """The run directory a checkpoint or folder belongs to (the one holding .hydra/config.yaml)."""
     for candidate in (path, *path.parents[:3]):
-        if (candidate / ".hydra" / "config.yaml").exists():
+        if RunDir(candidate).config_yaml.exists():
             return candidate
     return None
 

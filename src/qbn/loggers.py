@@ -15,8 +15,12 @@ from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 
+from .rundir import RunDir
+
 
 class _AppendingWriter(ExperimentWriter):
+    NAME_METRICS_FILE = RunDir.METRICS   # Lightning's own name, taken from the layout
+
     def __init__(self, log_dir: str, resume_epoch: int | None = None):
         self.resume_epoch = resume_epoch  # read by _check_log_dir_exists, which the base __init__ calls
         super().__init__(log_dir)
@@ -25,7 +29,8 @@ class _AppendingWriter(ExperimentWriter):
         if not os.path.isfile(self.metrics_file_path):
             return
         if self.resume_epoch is None:
-            os.replace(self.metrics_file_path, self.metrics_file_path + ".old")  # never silently lost
+            # never silently lost
+            os.replace(self.metrics_file_path, os.path.join(os.path.dirname(self.metrics_file_path), RunDir.OLD_METRICS))
             return
         with open(self.metrics_file_path, newline="") as f:
             reader = csv.DictReader(f)
@@ -46,6 +51,9 @@ class _AppendingWriter(ExperimentWriter):
 class RunCSVLogger(CSVLogger):
     """metrics.csv directly in the run directory; appends when resuming from `resume_epoch`."""
 
+    writes = (RunDir.METRICS,)
+    may_write = (RunDir.OLD_METRICS,)   # a fresh start's earlier metrics.csv, kept
+
     def __init__(self, run_dir: str, resume_epoch: int | None = None):
         super().__init__(save_dir=run_dir, name="", version="")
         self._resume_epoch = resume_epoch
@@ -62,6 +70,8 @@ class RunCSVLogger(CSVLogger):
 # ---- W&B: what the instruments and the report give a dashboard ------------------------------
 # One place for the W&B calls; the numbers come from the code that computes them (callbacks,
 # report), which passes them here. Without a WandbLogger among the loggers, nothing happens.
+
+WANDB_WRITES = (RunDir.WANDB,)   # logger=wandb: W&B's own folder under the run directory (its save_dir)
 
 def wandb_run(loggers):
     """The W&B run of the first WandbLogger among `loggers`, or None."""

@@ -25,20 +25,22 @@ from .analysis.sign_dynamics import analyze_run
 from .analysis.sweep import pct
 from .errors import DamagedFileError, OutputError, QbnError, command
 from .kernels.report import kernel_section
-from .rundir import SUMMARY, check_can_write, read_json, read_summary, write_text
+from .rundir import RunDir, check_can_write, read_json, read_summary, write_text
 from .signs import list_snapshots
 
 log = logging.getLogger("qbn.report")
 
 SECTIONS: list[Callable[[Path], str]] = []
-FIGURES = "figures"
+FIGURES = RunDir.FIGURES
+# report.md and its figures; signs.json (and its summary.json fields) when the run has snapshots but no signs.json
+WRITES = (RunDir.REPORT, RunDir.FIGURES, RunDir.SIGNS_JSON)
 
 
 # ---- reading the run directory ------------------------------------------------------------
 
 def read_epoch_metrics(run_dir: Path, prefix: str = "") -> dict[str, dict[int, float]]:
     """{metric: {epoch (1-based, end of epoch): value}} for epoch-level metrics.csv columns."""
-    path = Path(run_dir) / "metrics.csv"
+    path = RunDir(run_dir).metrics
     out: dict[str, dict[int, float]] = {}
     if not path.exists():
         return out
@@ -59,7 +61,7 @@ def read_epoch_metrics(run_dir: Path, prefix: str = "") -> dict[str, dict[int, f
 
 def read_signs(run_dir: Path) -> dict | None:
     """signs.json, computed from the snapshots first when it is absent."""
-    path = Path(run_dir) / "signs.json"
+    path = RunDir(run_dir).signs_json
     if not path.exists():
         if not list_snapshots(run_dir):
             return None
@@ -68,7 +70,7 @@ def read_signs(run_dir: Path) -> dict | None:
 
 
 def _save(fig, run_dir: Path, name: str) -> str:
-    path = Path(run_dir) / FIGURES / name
+    path = RunDir(run_dir).figures / name
     for ax in fig.axes:
         if "epoch" in ax.get_xlabel():
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -277,12 +279,13 @@ def write_report(run_dir: str | Path) -> Path:
     if not run_dir.is_dir():
         raise QbnError(f"{run_dir} is not a directory: give a run directory (outputs/<name>/<timestamp>)")
     read_summary(run_dir)   # each raises DamagedFileError, naming the file, when it does not read
-    read_json(run_dir / "signs.json")
-    read_json(run_dir / "kernels.json")
-    path = run_dir / "report.md"
+    run = RunDir(run_dir)
+    read_json(run.signs_json)
+    read_json(run.kernels_json)
+    path = run.report
     # signs.json and summary.json too when the signs section computes them from the snapshots
-    computes_signs = [run_dir / "signs.json", run_dir / SUMMARY] if not (run_dir / "signs.json").exists() else []
-    check_can_write(path, run_dir / FIGURES / "report.png", *computes_signs)
+    computes_signs = [run.signs_json, run.summary] if not run.signs_json.exists() else []
+    check_can_write(path, run.figures / "report.png", *computes_signs)
     parts = [f"# Run report: {run_dir.name}", ""]
     for section in SECTIONS:
         try:
@@ -299,7 +302,7 @@ def write_report(run_dir: str | Path) -> Path:
 
 
 def report_figures(run_dir: str | Path) -> list[Path]:
-    return sorted((Path(run_dir) / FIGURES).glob("*.png"))
+    return sorted(RunDir(run_dir).figures.glob("*.png"))
 
 
 def log_figures(loggers, run_dir: str | Path) -> None:
@@ -315,7 +318,7 @@ def log_figures(loggers, run_dir: str | Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     def report(args: list[str]) -> str:
         path = write_report(args[0])
-        return f"wrote {path} and {len(report_figures(args[0]))} figures in {Path(args[0]) / FIGURES}"
+        return f"wrote {path} and {len(report_figures(args[0]))} figures in {RunDir(args[0]).figures}"
 
     return command(sys.argv[1:] if argv is None else argv, "python -m qbn.report RUN_DIR", lambda a: len(a) == 1, report)
 

@@ -7,14 +7,15 @@ Results are sacred: a completed run directory changes only when it is trained ag
 
 - a completed directory, same settings: skipped, nothing written;
 - a completed directory, other settings: refused, naming the keys that differ;
-- resume=DIR: DIR must hold a readable last.ckpt of a run with the same settings; a resume only
+- resume=DIR: DIR must hold a readable last checkpoint (RunDir.last_ckpt) of a run with the same settings; a resume only
   adds epochs (trainer.max_epochs below the run's own, or equal to a completed run's, would end it
   early and relabel it: refused); otherwise refused and DIR left as it was;
-- an unfinished directory with a last.ckpt (an interrupted sweep job): resumed, same rules;
+- an unfinished directory with a last checkpoint (an interrupted sweep job): resumed, same rules;
 - a damaged summary.json: refused, naming it (qbn cannot tell what the directory holds); the user
   chooses overwrite=true, or resume=DIR, which keeps the damaged file as summary.json.damaged;
-- overwrite=true, or an unfinished directory without a checkpoint: the old run's outputs are
-  cleared and training starts from scratch.
+- overwrite=true, or an unfinished directory without a checkpoint: the old run's outputs (the
+  entries qbn.run_outputs derives from what each writer declares) are cleared and training starts
+  from scratch.
 """
 
 from __future__ import annotations
@@ -30,11 +31,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import flatten
 from .errors import DamagedFileError, QbnError
-from .rundir import SUMMARY, read_summary, run_config
+from .rundir import RunDir, read_summary, run_config
 
-# What qbn writes in a run directory (cleared by overwrite=true; nothing else there is touched).
-RUN_OUTPUTS = (".hydra", "checkpoints", "signs", "figures", "wandb", SUMMARY, SUMMARY + ".damaged", "metrics.csv",
-               "metrics.csv.old", "signs.json", "kernels.json", "report.md", "error.txt", "model.qbn", "model.onnx")
 # Settings that do not change what a run computes: they may differ when a run directory is met again.
 NOT_RESULTS = ("resume", "overwrite", "name", "run", "sweep", "paths", "report", "test_after_fit", "logger",
                "callbacks.progress", "callbacks.model_summary", "dataset.num_workers", "dataset.data_dir", "trainer.enable_model_summary",
@@ -84,7 +82,7 @@ def describe_diff(diff: list, limit: int = 4) -> str:
 
 
 def saved_overrides(run_dir: Path) -> list[str]:
-    path = Path(run_dir) / ".hydra" / "overrides.yaml"
+    path = RunDir(run_dir).overrides_yaml
     return [str(o) for o in OmegaConf.load(path)] if path.exists() else []
 
 
@@ -102,7 +100,8 @@ def claim(cfg: DictConfig, run_dir: Path) -> Claim:
     except DamagedFileError as e:
         previous, damaged = None, e
     completed = bool(previous and previous.get("status") == "completed")
-    last = run_dir / "checkpoints" / "last.ckpt"
+    last = RunDir(run_dir).last_ckpt
+    last_name = last.relative_to(run_dir)
     if cfg.get("overwrite"):
         if cfg.get("resume"):
             raise RunDirError("resume= and overwrite=true contradict each other: resume trains on, overwrite retrains "
@@ -110,7 +109,7 @@ def claim(cfg: DictConfig, run_dir: Path) -> Claim:
         return Claim("fresh", previous=previous)
     if damaged is not None and not cfg.get("resume"):
         raise RunDirError(f"{damaged}, so qbn cannot tell what {run_dir} holds: give overwrite=true to retrain it from "
-                          f"scratch, or resume={run_dir} to train on from its checkpoints/last.ckpt")
+                          f"scratch, or resume={run_dir} to train on from its {last_name}")
     try:
         saved = run_config(run_dir)
     except DamagedFileError as e:
@@ -120,7 +119,7 @@ def claim(cfg: DictConfig, run_dir: Path) -> Claim:
             raise RunDirError(f"resume={cfg.resume}: not a qbn run directory (no .hydra/config.yaml there); "
                               "give the directory of the run to resume (outputs/<name>/<time>)")
         if not last.exists():
-            raise RunDirError(f"resume={cfg.resume}: there is no checkpoints/last.ckpt to resume from (the run "
+            raise RunDirError(f"resume={cfg.resume}: there is no {last_name} to resume from (the run "
                               "stopped before its first epoch ended); start it again without resume=")
     elif completed:
         diff = config_diff(saved, cfg) if saved is not None else []
@@ -167,18 +166,18 @@ def check_adds_epochs(cfg: DictConfig, saved: DictConfig, previous: dict | None,
 
 
 def looks_like_run_dir(run_dir: Path) -> bool:
-    return (run_dir / SUMMARY).exists() or (run_dir / ".hydra" / "config.yaml").exists()
+    return RunDir(run_dir).summary.exists() or RunDir(run_dir).config_yaml.exists()
 
 
-def clear_outputs(run_dir: Path) -> list[str]:
-    """Remove what an earlier run wrote in `run_dir` (RUN_OUTPUTS only, and only in a qbn run
-    directory); returns the names removed. Hydra's job log (<job>.log) is emptied, not removed:
+def clear_outputs(run_dir: Path, outputs: tuple[str, ...]) -> list[str]:
+    """Remove what an earlier run wrote in `run_dir` (the entries `outputs` names: qbn.run_outputs'
+    RUN_OUTPUTS, and only in a qbn run directory; nothing else there is touched); returns the names removed. Hydra's job log (<job>.log) is emptied, not removed:
     this run's log is already open there."""
     run_dir = Path(run_dir)
     if not looks_like_run_dir(run_dir):
         return []
     removed = []
-    for name in RUN_OUTPUTS:
+    for name in outputs:
         path = run_dir / name
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
@@ -208,15 +207,15 @@ def check_writable(run_dir: Path) -> None:
 
 def save_hydra_files(run_dir: Path, cfg: DictConfig, hydra_cfg: DictConfig | None, overrides: list[str]) -> None:
     """.hydra/config.yaml, hydra.yaml and overrides.yaml as Hydra writes them (unresolved)."""
-    folder = Path(run_dir) / ".hydra"
-    folder.mkdir(parents=True, exist_ok=True)
-    files = {"config.yaml": task_config(cfg), "overrides.yaml": OmegaConf.create(list(overrides))}
+    run = RunDir(run_dir)
+    run.hydra_dir.mkdir(parents=True, exist_ok=True)
+    files = {run.config_yaml: task_config(cfg), run.overrides_yaml: OmegaConf.create(list(overrides))}
     if hydra_cfg is not None:
-        files["hydra.yaml"] = OmegaConf.create({"hydra": hydra_cfg})
-    for name, content in files.items():
-        tmp = folder / (name + ".tmp")
+        files[run.hydra_yaml] = OmegaConf.create({"hydra": hydra_cfg})
+    for path, content in files.items():
+        tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(OmegaConf.to_yaml(content), encoding="utf-8")
-        os.replace(tmp, folder / name)
+        os.replace(tmp, path)
 
 
 def merged_overrides(old: list[str], new: list[str]) -> list[str]:

@@ -1,4 +1,5 @@
-"""The run directory (docs/architecture.md): what a run writes about itself and how to read it."""
+"""The run directory (docs/architecture.md): its layout (RunDir: every path of a run directory is
+built here and nowhere else), what a run writes about itself and how to read it."""
 
 from __future__ import annotations
 
@@ -16,7 +17,87 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .errors import DamagedFileError, OutputError
 
-SUMMARY = "summary.json"
+
+def _entry(*parts: str) -> property:
+    """A RunDir property: the path of the entry `parts` (names relative to the run directory)."""
+    return property(lambda run: run.root.joinpath(*parts))
+
+
+class RunDir:
+    """The layout of one run directory. Other modules ask it for paths (`RunDir(d).last_ckpt`) and
+    never spell a name themselves, so a file moves by one edit here. The names (relative to the
+    directory) are class attributes: an instrument declares the entries it writes with them
+    (`writes = (RunDir.SIGNS, RunDir.SIGNS_JSON)`), and what `overwrite=true` clears is derived from
+    those declarations and CORE (qbn.run_outputs)."""
+
+    HYDRA = ".hydra"                     # the composed config, Hydra's config and the command's overrides
+    CHECKPOINTS = "checkpoints"
+    SUMMARY = "summary.json"             # status, settings, final metrics and each instrument's totals
+    DAMAGED_SUMMARY = "summary.json.damaged"  # a summary that did not read, kept aside by resume=
+    ERROR = "error.txt"                  # a failed run's traceback
+    METRICS = "metrics.csv"
+    OLD_METRICS = "metrics.csv.old"      # an earlier run's metrics.csv a fresh start would overwrite
+    SIGNS = "signs"                      # sign snapshots and last-flip steps
+    SIGNS_JSON = "signs.json"
+    KERNELS_JSON = "kernels.json"
+    FIGURES = "figures"
+    REPORT = "report.md"
+    WANDB = "wandb"
+    PACKED = "model.qbn"                 # python -m qbn.export's default output
+    ONNX = "model.onnx"
+    LAST_CKPT = "last.ckpt"              # in CHECKPOINTS: the state after the last epoch (resume= reads it)
+    LAST_FLIP = "last_flip_step.pt"      # in SIGNS
+
+    # What every run directory holds, whatever instruments run (the directory's own files), and what
+    # it may hold after a failure or a resume past a damaged summary.
+    CORE = (HYDRA, CHECKPOINTS, SUMMARY)
+    CORE_MAY = (DAMAGED_SUMMARY, ERROR)
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.root)!r})"
+
+    # ---- paths: the directory's own entries, the checkpoints, what the instruments write
+    hydra_dir = _entry(HYDRA)
+    config_yaml = _entry(HYDRA, "config.yaml")   # the composed config (qbn saves it once the run may write here)
+    overrides_yaml = _entry(HYDRA, "overrides.yaml")
+    hydra_yaml = _entry(HYDRA, "hydra.yaml")
+    summary = _entry(SUMMARY)
+    damaged_summary = _entry(DAMAGED_SUMMARY)
+    error = _entry(ERROR)
+    metrics = _entry(METRICS)
+    checkpoints = _entry(CHECKPOINTS)
+    last_ckpt = _entry(CHECKPOINTS, LAST_CKPT)
+    init_ckpt = _entry(CHECKPOINTS, "init.ckpt")   # a rewinding trunk's epoch-0 state (qbn.rewind)
+    signs = _entry(SIGNS)
+    last_flip = _entry(SIGNS, LAST_FLIP)
+    signs_json = _entry(SIGNS_JSON)
+    kernels_json = _entry(KERNELS_JSON)
+    figures = _entry(FIGURES)
+    report = _entry(REPORT)
+    packed = _entry(PACKED)
+    onnx = _entry(ONNX)
+
+    def epoch_ckpt(self, epoch: int) -> Path:
+        """A rewinding trunk's full training state at the end of `epoch`."""
+        return self.checkpoints / f"epoch_{epoch:03d}.ckpt"
+
+    def share_ckpt(self, label: str) -> Path:
+        """A rewinding trunk's full training state after a share of training (label: qbn.signs.share_label)."""
+        return self.checkpoints / f"share_{label}.ckpt"
+
+    def sign_snapshot(self, epoch: int) -> Path:
+        """The signs at the end of `epoch` (000: initialisation)."""
+        return self.signs / f"epoch_{epoch:03d}.pt"
+
+    def share_snapshot(self, label: str) -> Path:
+        """The signs after a share of training (label: qbn.signs.share_label)."""
+        return self.signs / f"share_{label}.pt"
+
+
+SUMMARY = RunDir.SUMMARY
 
 
 def _clean(value: Any) -> Any:
@@ -109,7 +190,7 @@ def read_json(path: str | Path) -> Any:
 def read_summary(run_dir: str | Path) -> dict | None:
     """A run's summary.json, None when there is none; DamagedFileError when it does not read as a
     JSON object (a damaged summary is never taken for a missing one)."""
-    path = Path(run_dir) / SUMMARY
+    path = RunDir(run_dir).summary
     summary = read_json(path)
     if summary is not None and not isinstance(summary, dict):
         raise DamagedFileError(f"{path} is damaged (a JSON {type(summary).__name__}, not an object)")
@@ -139,13 +220,13 @@ def update_summary(run_dir: str | Path, /, **fields: Any) -> dict:
     """Merge fields into summary.json (instruments add their totals this way)."""
     summary = read_summary(run_dir) or {}
     summary.update(fields)
-    write_json(Path(run_dir) / SUMMARY, summary)
+    write_json(RunDir(run_dir).summary, summary)
     return summary
 
 
 def run_config(run_dir: str | Path):
     """The composed config Hydra saved for the run; DamagedFileError when it does not load."""
-    return read_yaml(Path(run_dir) / ".hydra" / "config.yaml")
+    return read_yaml(RunDir(run_dir).config_yaml)
 
 
 def read_yaml(path: str | Path):

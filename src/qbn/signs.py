@@ -18,6 +18,7 @@ from torch import nn
 
 from .binary import binary_layers, pack_bits, unpack_bits
 from .errors import QbnError
+from .rundir import RunDir
 
 SNAPSHOT_FORMAT = "qbn-signs-v2"
 _SNAPSHOT_RE = re.compile(r"epoch_(\d{3,})\.pt$")
@@ -92,7 +93,6 @@ def freeze_epoch(last_flip: torch.Tensor, q: float) -> int:
 # curve against steps, without epoch rounding.
 
 LAST_FLIP_FORMAT = "qbn-last-flip-v1"
-LAST_FLIP_FILE = "last_flip_step.pt"
 
 
 @torch.no_grad()
@@ -147,7 +147,7 @@ def step_timing(last_flip: torch.Tensor, total_steps: int, grid: Sequence[int] |
 
 def last_flip_path(run_dir: str | Path) -> Path:
     """<run_dir>/signs/last_flip_step.pt."""
-    return Path(run_dir) / "signs" / LAST_FLIP_FILE
+    return RunDir(run_dir).last_flip
 
 
 def save_last_flip(path: str | Path, last_flip: dict[str, torch.Tensor], total_steps: int) -> Path:
@@ -193,7 +193,7 @@ def model_signs(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def snapshot_path(run_dir: str | Path, epoch: int) -> Path:
     """<run_dir>/signs/epoch_NNN.pt (epoch 000 = initialisation)."""
-    return Path(run_dir) / "signs" / f"epoch_{epoch:03d}.pt"
+    return RunDir(run_dir).sign_snapshot(epoch)
 
 
 def share_step(share: float, total_steps: int) -> int:
@@ -208,12 +208,12 @@ def share_label(share: float) -> str:
 
 def share_snapshot_path(run_dir: str | Path, share: float) -> Path:
     """<run_dir>/signs/share_F.pt: the signs after optimizer step round(F * total steps)."""
-    return Path(run_dir) / "signs" / f"share_{share_label(share)}.pt"
+    return RunDir(run_dir).share_snapshot(share_label(share))
 
 
 def list_share_snapshots(run_dir: str | Path) -> dict[float, Path]:
     """Share snapshots of a run directory by share, in increasing order."""
-    folder = Path(run_dir) / "signs"
+    folder = RunDir(run_dir).signs
     found = {}
     for p in folder.glob("share_*.pt") if folder.is_dir() else []:
         try:
@@ -225,7 +225,7 @@ def list_share_snapshots(run_dir: str | Path) -> dict[float, Path]:
 
 def list_snapshots(run_dir: str | Path) -> dict[int, Path]:
     """Snapshot files of a run directory by epoch."""
-    folder = Path(run_dir) / "signs"
+    folder = RunDir(run_dir).signs
     found = {}
     for p in folder.glob("epoch_*.pt") if folder.is_dir() else []:
         m = _SNAPSHOT_RE.search(p.name)

@@ -51,14 +51,14 @@ from .run_guard import (
     save_hydra_files,
     saved_overrides,
 )
-from .rundir import SUMMARY, update_summary, wall_segments, write_json
+from .run_outputs import RUN_OUTPUTS
+from .rundir import RunDir, update_summary, wall_segments, write_json
 from .schema import check_config
 
 log = logging.getLogger("qbn.train")
 
-# Ctrl-C and SIGTERM (a cluster's time limit, a killed job): the run can resume from last.ckpt.
+# Ctrl-C and SIGTERM (a cluster's time limit, a killed job): the run can resume from its last checkpoint.
 STOPPED = (KeyboardInterrupt, SIGTERMException)
-DAMAGED_SUMMARY = SUMMARY + ".damaged"
 
 
 def _run_dir() -> Path:
@@ -127,11 +127,11 @@ def _take(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None, damaged: bool 
     check_writable(run_dir)
     overrides = list(HydraConfig.get().overrides.task)
     if damaged:
-        os.replace(run_dir / SUMMARY, run_dir / DAMAGED_SUMMARY)
-        log.warning("%s/%s did not read: kept as %s; the resumed run writes a new one", run_dir, SUMMARY,
-                    DAMAGED_SUMMARY)
+        os.replace(RunDir(run_dir).summary, RunDir(run_dir).damaged_summary)
+        log.warning("%s/%s did not read: kept as %s; the resumed run writes a new one", run_dir, RunDir.SUMMARY,
+                    RunDir.DAMAGED_SUMMARY)
     if ckpt_path is None:
-        cleared = clear_outputs(run_dir)
+        cleared = clear_outputs(run_dir, RUN_OUTPUTS)
         if cleared:
             log.info("%s: cleared the earlier run's %s; training from scratch", run_dir, ", ".join(cleared))
     else:
@@ -152,7 +152,7 @@ def _fit(cfg, run_dir, datamodule, model, callbacks, ckpt_path, resume_epoch, st
         summary["overrides"] = list(HydraConfig.get().overrides.task)
     if not rank_zero_only.rank:  # one writer: DDP's other ranks run this function too
         if ckpt_path is None:  # a fresh start: nothing stale (an earlier attempt's error) may survive
-            write_json(run_dir / SUMMARY, summary)
+            write_json(RunDir(run_dir).summary, summary)
         else:
             update_summary(run_dir, error=None, **summary)
 
@@ -209,7 +209,7 @@ def _record_failure(run_dir: Path, error: BaseException, wall: dict) -> None:
     status = "interrupted" if isinstance(error, STOPPED) else "failed"
     update_summary(run_dir, status=status, error=f"{type(error).__name__}: {error}", **wall)
     if not isinstance(error, (QbnError, *STOPPED)):
-        (run_dir / "error.txt").write_text("".join(traceback.format_exception(error)))
+        RunDir(run_dir).error.write_text("".join(traceback.format_exception(error)))
 
 
 def _stopped_advice(error: BaseException) -> str:
@@ -219,7 +219,7 @@ def _stopped_advice(error: BaseException) -> str:
     if hc.mode == RunMode.MULTIRUN:
         return (f"{stopped}; run the same sweep command again with hydra.sweep.dir={hc.sweep.dir}: completed jobs are "
                 "skipped, interrupted ones resume")
-    if not (run_dir / "checkpoints" / "last.ckpt").exists():
+    if not RunDir(run_dir).last_ckpt.exists():
         return f"{stopped} during its first epoch, before any checkpoint: nothing to resume; start it again"
     options = [o for o in hc.overrides.task if o.split("=", 1)[0] not in ("resume", "hydra.run.dir", "overwrite")]
     return f"{stopped}; resume it with: python -m qbn.train {' '.join(options + [f'resume={run_dir}'])}".replace("  ", " ")
@@ -237,7 +237,7 @@ def main(cfg: DictConfig) -> float | None:
         elif isinstance(e, STOPPED):
             log.error("%s", _stopped_advice(e))
         else:
-            log.error("run failed: %s (traceback in %s/error.txt)", e, _run_dir())
+            log.error("run failed: %s (traceback in %s)", e, RunDir(_run_dir()).error)
         if multirun and not isinstance(e, STOPPED):
             return None  # the other jobs go on; the sweep exits non-zero at its end
         sys.exit(130 if isinstance(e, STOPPED) else 1)

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ..errors import QbnError
-from ..rundir import SUMMARY, check_can_write, read_summary, run_config, update_summary, write_json
+from ..rundir import RunDir, check_can_write, read_summary, run_config, update_summary, write_json
 from ..signs import (
     SnapshotError,
     distance_to_final,
@@ -42,7 +42,7 @@ from ..signs import (
 
 QUANTILES = (0.90, 0.95, 0.99)
 USAGE = "python -m qbn.signs RUN_DIR (writes signs.json from the run's signs/epoch_NNN.pt)"
-SIGNS_JSON = "signs.json"
+SIGNS_JSON = RunDir.SIGNS_JSON
 
 
 def _expected_epochs(run_dir: Path, found: list[int]) -> list[int]:
@@ -149,8 +149,8 @@ def analyze_run(run_dir: str | Path, write: bool = True) -> dict:
     if steps is not None:
         result["steps"] = steps
     if write:
-        write_json(run_dir / SIGNS_JSON, result)
-        if (run_dir / "summary.json").exists():
+        write_json(RunDir(run_dir).signs_json, result)
+        if RunDir(run_dir).summary.exists():
             update_summary(run_dir, **summary_fields(result))
     return result
 
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(argv[0]).is_dir():
             raise QbnError(f"{argv[0]} is not a directory (give a run directory with signs/epoch_NNN.pt)")
         read_summary(argv[0])   # a damaged summary.json is named before anything is written
-        check_can_write(Path(argv[0]) / SIGNS_JSON, Path(argv[0]) / SUMMARY)
+        check_can_write(RunDir(argv[0]).signs_json, RunDir(argv[0]).summary)
         result = analyze_run(argv[0])
     except QbnError as e:
         print(f"qbn: {e}", file=sys.stderr)

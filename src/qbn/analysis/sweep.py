@@ -9,19 +9,19 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from ..errors import DamagedFileError
-from ..rundir import read_summary
+from ..rundir import RunDir, read_summary
 
 KEY_METRICS = ("test/acc", "val/acc_best", "epochs", "wall_s")
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
     """Job directories of a sweep (those with a .hydra folder), in job order."""
-    dirs = [d for d in sweep_dir.iterdir() if d.is_dir() and (d / ".hydra").is_dir()]
+    dirs = [d for d in sweep_dir.iterdir() if d.is_dir() and RunDir(d).hydra_dir.is_dir()]
     return sorted(dirs, key=lambda d: (not d.name.isdigit(), int(d.name) if d.name.isdigit() else 0, d.name))
 
 
 def job_overrides(job_dir: Path) -> dict[str, str]:
-    path = job_dir / ".hydra" / "overrides.yaml"
+    path = RunDir(job_dir).overrides_yaml
     if not path.exists():
         return {}
     out = {}

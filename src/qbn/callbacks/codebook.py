@@ -50,6 +50,8 @@ class QBNCallback(pl.Callback):
     """Applies QBN to the model at the start of fit (fresh runs only) and keeps it during training;
     with QBN off (qbn.bits and qbn.budget null) it does nothing."""
 
+    writes = ()   # summary.json fields only (the run directory's own file, RunDir.CORE)
+
     def __init__(self, settings: QBNSettings | dict, run_dir: str | None = None):
         self.settings = settings if isinstance(settings, QBNSettings) else QBNSettings.from_dict(settings)
         self.run_dir = run_dir

@@ -22,7 +22,7 @@ from ..kernels.stats import (
     uniform_coverage,
 )
 from ..loggers import wandb_run, wandb_table
-from ..rundir import update_summary
+from ..rundir import RunDir, update_summary
 from ..signs import model_signs
 
 log = logging.getLogger("qbn.kernels")
@@ -31,6 +31,8 @@ log = logging.getLogger("qbn.kernels")
 class KernelStats(pl.Callback):
     """Write kernel statistics at fit end, and every `every_n_epochs` epochs when > 0; figures=False
     keeps only kernels.json (drawing the figures is most of the cost in short runs and tests)."""
+
+    writes = (RunDir.KERNELS_JSON, RunDir.FIGURES)   # figures/kernels_*.png (figures=true)
 
     def __init__(self, run_dir: str, every_n_epochs: int = 0, layers: list[str] | None = None, figures: bool = True):
         self.run_dir = Path(run_dir)

@@ -1,18 +1,26 @@
-"""The run's checkpoints: `best.ckpt` (top val/acc) and `last.ckpt`, the state after every epoch.
+"""The run's checkpoints: `best` (top val/acc) and the last one (RunDir.last_ckpt), the state after
+every epoch.
 
-Lightning >= 2.6 writes `last.ckpt` only when a top-k checkpoint is saved at the same step, so with
-save_top_k=1 an epoch that does not improve val/acc left `last.ckpt` at an earlier epoch, and a
-resume then retrained epochs the run had already counted. Resuming, rewinding and the study rely on
-`last.ckpt` being the last epoch, whatever Lightning's version does."""
+Lightning >= 2.6 writes its last checkpoint only when a top-k checkpoint is saved at the same step, so
+with save_top_k=1 an epoch that does not improve val/acc left the last checkpoint at an earlier epoch,
+and a resume then retrained epochs the run had already counted. Resuming, rewinding and the study
+rely on the last checkpoint being the last epoch, whatever Lightning's version does."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from ..rundir import RunDir
+
 
 class RunCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint whose `last.ckpt` is written after every epoch (when save_last is set)."""
+    """ModelCheckpoint whose last checkpoint is written after every epoch (when save_last is set)."""
+
+    writes = (RunDir.CHECKPOINTS,)   # its dirpath (conf/callbacks/base.yaml)
+    CHECKPOINT_NAME_LAST = Path(RunDir.LAST_CKPT).stem   # Lightning's own name ("last"), taken from the layout
 
     def _save_last_if_missed(self, trainer: pl.Trainer) -> None:
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):

@@ -22,11 +22,14 @@ import torch
 from torch import nn
 
 from ..binary import binary_layers
+from ..rundir import RunDir
 from ..signs import last_flip_path, save_last_flip, update_last_flip
 
 
 class SignFlipTracker(pl.Callback):
     """Logs the epoch flip ratio overall and per layer (and, if `per_step`, f_t every step)."""
+
+    writes = (RunDir.SIGNS,)   # signs/last_flip_step.pt (last_flip=true)
 
     def __init__(self, per_layer: bool = True, per_step: bool = False, last_flip: bool = True,
                  run_dir: str | None = None):

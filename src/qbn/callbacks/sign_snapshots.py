@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 
 from ..analysis.sign_dynamics import analyze_run, summary_fields
 from ..loggers import wandb_table
+from ..rundir import RunDir
 from ..signs import list_snapshots, model_signs, save_snapshot, snapshot_path, snapshot_wanted
 
 log = logging.getLogger("qbn.signs")
@@ -23,6 +24,8 @@ class SignSnapshots(pl.Callback):
     model then holds a later epoch's weights). Epoch e >= 1 is written at the end of epoch e
     when e is a multiple of `every_n_epochs`, is listed in `epochs`, or is the last epoch.
     """
+
+    writes = (RunDir.SIGNS, RunDir.SIGNS_JSON)   # signs.json: the analysis (analyze=true)
 
     def __init__(self, run_dir: str, every_n_epochs: int = 1, epochs: Sequence[int] | None = None,
                  analyze: bool = True):

@@ -6,30 +6,28 @@ from pathlib import Path
 
 import hydra
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.errors import HydraException
-from omegaconf.errors import OmegaConfBaseException
 
-from ..config import CONFIG_DIR
+from ..config import CONFIG_DIR, check_choices, compose_train
 from ..errors import ConfigError
+from ..schema import check_config
 from .loader import load
 
 
 def compose_dataset(overrides: list[str]):
-    """The dataset config of `python -m qbn.train` with Hydra-style overrides (dataset=...)."""
-    try:
-        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose("train", overrides=list(overrides))
-    except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(f"bad override in {' '.join(overrides)}: {str(e).splitlines()[0][:200]}") from None
+    """The config of `python -m qbn.train` with Hydra-style overrides (dataset=...), checked as
+    qbn.train checks it (check_choices, check_config): a mistake such as dataset.test_subset=abc is
+    one ConfigError naming the option, before any data is read."""
+    check_choices(list(overrides), CONFIG_DIR)
+    cfg = compose_train(list(overrides))
+    check_config(cfg)
     return cfg
 
 
 @torch.no_grad()
 def evaluate_file(path: str | Path, overrides: list[str]) -> dict:
     """{'acc', 'images', 'dataset'}: top-1 accuracy of the file's model on the test split."""
+    cfg = compose_dataset(overrides)   # the options first, as qbn.train checks them before anything starts
     model = load(path)
-    cfg = compose_dataset(overrides)
     ds = cfg.dataset
     spec = model.header["model"]
     for key in ("num_classes", "in_channels", "image_size"):

@@ -7,13 +7,14 @@ from pathlib import Path
 
 from ..checkpoint import model_from_checkpoint, run_dir_of
 from ..errors import QbnError
-from ..rundir import SUMMARY, check_can_write, read_summary, update_summary, write_bytes
+from ..rundir import RunDir, check_can_write, read_summary, update_summary, write_bytes
 from .container import MAGIC, PREFIX
 from .loader import load_bytes
 from .sizes import size_report
 from .writer import model_spec, pack_module
 
-DEFAULT_NAME = "model.qbn"
+DEFAULT_NAME = RunDir.PACKED
+WRITES = (RunDir.PACKED,)   # into the run directory, by default; and the size totals into summary.json
 
 
 def export_module(module, cfg, out: str | Path | None = None, fmt: str = "packed", alpha_dtype: str = "fp32",
@@ -36,7 +37,7 @@ def write_atomic(path: str | Path, buf: bytes) -> None:
 
 def export(source: str | Path, out: str | Path | None = None, fmt: str = "packed", alpha_dtype: str = "fp32",
            fp_dtype: str = "fp32", fold_bn: bool = False) -> Path:
-    """Pack the checkpoint (or run directory's last.ckpt) `source`; default output <run_dir>/model.qbn.
+    """Pack the checkpoint (or run directory's last checkpoint) `source`; default output <run_dir>/model.qbn.
     When the source is in a run directory, its summary.json gets the size totals."""
     return export_with_report(source, out, fmt, alpha_dtype, fp_dtype, fold_bn)[0]
 
@@ -51,13 +52,13 @@ def export_with_report(source: str | Path, out: str | Path | None = None, fmt: s
     module, cfg = model_from_checkpoint(source, require_binary=False)
     run_dir = run_dir_of(source if source.is_dir() else source.parent)
     if out is None:
-        out = run_dir / DEFAULT_NAME
+        out = RunDir(run_dir).packed
     out = Path(out)
     info = {"checkpoint": str(source), "run_dir": str(run_dir) if run_dir else None, "dataset": str(cfg.dataset.name),
             "scaling": str(cfg.scaling.name) if cfg.binary.enabled else "fp", "binary": dict(cfg.binary)}
     if run_dir is not None:  # every check before the first byte is written: summary.json reads and can be written
         read_summary(run_dir)
-        check_can_write(run_dir / SUMMARY)
+        check_can_write(RunDir(run_dir).summary)
     check_can_write(out)
     buf = export_module(module, cfg, None, fmt, alpha_dtype, fp_dtype, fold_bn, info)
     report = report_bytes(buf)

@@ -19,11 +19,13 @@ from torch import nn
 
 from ..checkpoint import model_from_checkpoint, run_dir_of
 from ..errors import QbnError
+from ..rundir import RunDir
 from .files import export_module, is_packed_file, write_atomic
 from .fold import bn_scale_shift, conv_bn_pairs
 from .loader import PackedModel, load, load_bytes
 
-ONNX_NAME = "model.onnx"
+ONNX_NAME = RunDir.ONNX
+WRITES = (RunDir.ONNX,)   # into the run directory, by default
 INPUT, OUTPUT = "images", "logits"
 
 
@@ -89,6 +91,6 @@ def export_onnx(source: str | Path, out: str | Path | None = None) -> Path:
     model = fold_batchnorm(inference_model(source))
     if out is None:
         run_dir = None if is_packed_file(source) else run_dir_of(source if source.is_dir() else source.parent)
-        out = run_dir / ONNX_NAME if run_dir is not None else source.with_suffix(".onnx")
+        out = RunDir(run_dir).onnx if run_dir is not None else source.with_suffix(".onnx")
     write_atomic(out, onnx_bytes(model))
     return Path(out)

@@ -1,7 +1,7 @@
 """`python -m qbn.kernels RUN_DIR_OR_CKPT [--layers a,b] [--out DIR]`: kernel statistics offline.
 
 Writes kernels.json and figures/kernels_*.png into the run directory (or --out), from a run
-directory (its checkpoints/last.ckpt), a checkpoint inside a run directory, or a sign snapshot
+directory (its last checkpoint), a checkpoint inside a run directory, or a sign snapshot
 (signs/epoch_NNN.pt). Prints the headline figures.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..checkpoint import run_dir_of
 from ..errors import QbnError
-from ..rundir import check_can_write
+from ..rundir import RunDir, check_can_write
 from .read_signs import load_signs
 from .run_stats import write_run_kernels
 
@@ -29,10 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         signs = load_signs(src)  # every binary layer: kernel_stats counts the 3x3 ones, lists the rest
         run_dir = Path(args.out) if args.out else (run_dir_of(src if src.is_dir() else src.parent)
                                                    or (src if src.is_dir() else src.parent))
-        if src.is_file() and src.parent.name == "signs" and not args.out:
+        if src.is_file() and src.parent.name == RunDir.SIGNS and not args.out:
             run_dir = src.parent.parent
         layers = args.layers.split(",") if args.layers else None
-        check_can_write(Path(run_dir) / "kernels.json", Path(run_dir) / "figures" / "kernels.png")  # before writing
+        check_can_write(RunDir(run_dir).kernels_json, RunDir(run_dir).figures / "kernels.png")  # before writing
         stats = write_run_kernels(run_dir, signs, layers, source=str(src))
     except QbnError as e:
         print(f"qbn: {e}", file=sys.stderr)
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"top-1/8/32 coverage {100 * o['top1']:.2f} / {100 * o['top8']:.2f} / {100 * o['top32']:.2f} % "
           f"(uniform {100 / 512:.2f} / {800 / 512:.2f} / {3200 / 512:.2f} %)")
     print(f"most frequent ids: {o['top_ids'][:8]}")
-    print(f"wrote {run_dir / 'kernels.json'} and {', '.join(stats['figures'])}")
+    print(f"wrote {RunDir(run_dir).kernels_json} and {', '.join(stats['figures'])}")
     return 0
 
 

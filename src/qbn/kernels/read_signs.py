@@ -11,6 +11,7 @@ from torch import nn
 
 from ..checkpoint import model_from_checkpoint
 from ..errors import QbnError
+from ..rundir import RunDir
 from ..signs import load_snapshot, model_signs
 from .stats import is_kernel_tensor
 
@@ -31,7 +32,7 @@ def load_signs(source) -> dict[str, torch.Tensor]:
     if isinstance(source, nn.Module):
         return model_signs(backbone(source))
     path = Path(source)
-    if path.is_file() and path.parent.name == "signs" and path.suffix == ".pt":
+    if path.is_file() and path.parent.name == RunDir.SIGNS and path.suffix == ".pt":
         return load_snapshot(path)
     if not path.exists():
         raise QbnError(f"{path} does not exist: give a run directory, a checkpoint or a sign snapshot")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..rundir import read_json, read_summary
+from ..rundir import RunDir, read_json, read_summary
 
 
 def kernel_section(run_dir: Path) -> str:
     """Kernel statistics (kernels.json) and, for a QBN run, its codebooks and bits."""
     lines: list[str] = []
-    path = Path(run_dir) / "kernels.json"
+    path = RunDir(run_dir).kernels_json
     stats = read_json(path)
     if stats is not None:
         o = stats["overall"]

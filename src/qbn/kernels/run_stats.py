@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..errors import QbnError
-from ..rundir import write_json
+from ..rundir import RunDir, write_json
 from ..signs import SnapshotError, list_snapshots, load_snapshot
 from .figures import write_figures
 from .stats import (
@@ -65,7 +65,7 @@ def kernel_stats(signs: dict[str, torch.Tensor], run_dir: str | Path | None = No
 
 
 def write_kernel_stats(run_dir: str | Path, stats: dict) -> Path:
-    path = Path(run_dir) / "kernels.json"
+    path = RunDir(run_dir).kernels_json
     write_json(path, stats)
     return path
 
@@ -88,6 +88,6 @@ def write_run_kernels(run_dir: str | Path, signs: dict, layers: list[str] | None
     stats = kernel_stats(signs, run_dir=run_dir, **meta)
     write_kernel_stats(run_dir, stats)
     if figures:
-        stats["figures"] = [str(p.relative_to(run_dir)) for p in write_figures(stats, Path(run_dir) / "figures", layers)]
+        stats["figures"] = [str(p.relative_to(run_dir)) for p in write_figures(stats, RunDir(run_dir).figures, layers)]
         write_kernel_stats(run_dir, stats)
     return stats

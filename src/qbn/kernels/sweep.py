@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..analysis.figures import pyplot, save_figure
 from ..analysis.sweep import mean_std
-from ..rundir import read_summary
+from ..rundir import RunDir, read_summary
 
 
 def _size(row: dict) -> float | None:
@@ -24,7 +24,7 @@ def _run_dir(path: str | None) -> Path | None:
         return None
     p = Path(path)
     for candidate in (p, *p.parents[:3]):
-        if (candidate / "summary.json").exists():
+        if RunDir(candidate).summary.exists():
             return candidate
     return None
 

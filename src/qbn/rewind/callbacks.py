@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 
 from ..binary import binary_layers
-from ..rundir import update_summary
+from ..rundir import RunDir, update_summary
 from ..signs import model_signs, save_snapshot, share_label, share_snapshot_path, share_step
 from .plan import apply_plan, plan_rewind
 from .spec import check_shares, parse_freeze_at
@@ -28,6 +28,8 @@ class RewindPoints(pl.Callback):
     in `epochs` (J >= 1), and for each share F in `shares` (0 < F < 1), after optimizer step
     round(F * total steps), `signs/share_F.pt` (the signs, as an epoch snapshot) and
     `checkpoints/share_F.ckpt` (the full training state). Rank zero writes."""
+
+    writes = (RunDir.CHECKPOINTS, RunDir.SIGNS)
 
     def __init__(self, run_dir: str, epochs: Sequence[int] | None = None, seed: int | None = None,
                  shares: Sequence[float] | None = None):
@@ -46,7 +48,7 @@ class RewindPoints(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.ckpt_path is not None or not trainer.is_global_zero:
             return
-        path = self.run_dir / "checkpoints" / "init.ckpt"
+        path = RunDir(self.run_dir).init_ckpt
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
         tmp = path.with_suffix(".tmp")
@@ -56,7 +58,7 @@ class RewindPoints(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
         if epoch in self.epochs:
-            trainer.save_checkpoint(self.run_dir / "checkpoints" / f"epoch_{epoch:03d}.ckpt")
+            trainer.save_checkpoint(RunDir(self.run_dir).epoch_ckpt(epoch))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.shares:
@@ -97,6 +99,8 @@ class ApplyRewind(pl.Callback):
     `start_checkpoint`. On resuming this run's own checkpoint the model (fixed-sign buffers
     included) is already restored, so nothing is applied again."""
 
+    writes = ()   # summary.json fields only (the run directory's own file, RunDir.CORE)
+
     def __init__(self, trunk: str, signs: str, weights: str = "init", seed: int = 0, output_dir: str = "outputs",
                  run_dir: str | None = None, inherited: str | None = None):
         self.plan = plan_rewind(trunk, signs, weights, seed, output_dir, run_dir, inherited)
@@ -126,6 +130,8 @@ class FreezeSigns(pl.Callback):
     optimizer step round(F * total steps), total = the fit's planned steps). Before that moment the
     run is the unfrozen run. The fixed signs are buffers of the layers, so a resumed run keeps them.
     (`epoch` is the older name of `at`, kept for configs saved with it.)"""
+
+    writes = ()   # summary.json fields only (the run directory's own file, RunDir.CORE)
 
     def __init__(self, at: int | str | None = None, run_dir: str | None = None, epoch: int | None = None):
         self.at = parse_freeze_at(at if at is not None else epoch)   # a RewindError: one line before training

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..rundir import read_summary, read_summary_or_none
+from ..rundir import RunDir, read_summary, read_summary_or_none
 from ..signs import (
     SnapshotError,
     distance_to_final,
@@ -30,7 +30,7 @@ def find_trunk(trunk: str, output_dir: str | Path) -> Path:
     if not trunk or str(trunk) in ("???", "None", "null"):
         raise RewindError("rewind.trunk is not set: give a run name (outputs/<name>/) or a run directory")
     path = Path(str(trunk)).expanduser()
-    if (path / ".hydra").is_dir() or (path / "summary.json").exists():
+    if RunDir(path).hydra_dir.is_dir() or RunDir(path).summary.exists():
         return _check_completed(path)
     folder = Path(output_dir) / str(trunk)
     if not folder.is_dir():
@@ -40,7 +40,7 @@ def find_trunk(trunk: str, output_dir: str | Path) -> Path:
     for d in folder.iterdir():
         s = read_summary_or_none(d) if d.is_dir() else None   # a damaged run is no completed trunk: skipped
         if s and s.get("status") == "completed" and not s.get("rewind/trunk"):
-            runs.append(((d / "summary.json").stat().st_mtime, d))
+            runs.append((RunDir(d).summary.stat().st_mtime, d))
     if not runs:
         raise RewindError(f"trunk '{trunk}': no completed run under {folder}. Train one first: "
                           f"python -m qbn.train name={trunk} {TRUNK_OPTION} ...")
@@ -93,7 +93,7 @@ def _snapshot(trunk_dir: Path, epoch: int) -> dict[str, torch.Tensor]:
 
 def share_checkpoint_path(run_dir: str | Path, share: float) -> Path:
     """<run_dir>/checkpoints/share_F.ckpt: a trunk's full training state after step round(F * total steps)."""
-    return Path(run_dir) / "checkpoints" / f"share_{share_label(share)}.ckpt"
+    return RunDir(run_dir).share_ckpt(share_label(share))
 
 
 def _share_snapshot(trunk_dir: Path, share: float, what: str) -> dict[str, torch.Tensor]:
@@ -166,15 +166,15 @@ def weights_file(trunk_dir: Path, spec: WeightSpec, last: int) -> tuple[Path | N
     if spec.mode == "fresh":
         return None, None
     if spec.mode == "init":
-        path = trunk_dir / "checkpoints" / "init.ckpt"
+        path = RunDir(trunk_dir).init_ckpt
         if not path.exists():
             raise RewindError(f"trunk {trunk_dir} lacks {path} (its epoch-0 state). A trunk saves it with "
                               f"{TRUNK_OPTION} (callbacks.rewind_points); retrain the trunk with it, or use rewind.weights=fresh.")
         return path, 0
     j = _resolve_epoch(spec.epoch, last, f"rewind.weights={spec.text}", trunk_dir)
-    path = trunk_dir / "checkpoints" / f"epoch_{j:03d}.ckpt"
-    if not path.exists() and j == last and (trunk_dir / "checkpoints" / "last.ckpt").exists():
-        path = trunk_dir / "checkpoints" / "last.ckpt"
+    path = RunDir(trunk_dir).epoch_ckpt(j)
+    if not path.exists() and j == last and RunDir(trunk_dir).last_ckpt.exists():
+        path = RunDir(trunk_dir).last_ckpt
     if not path.exists():
         raise RewindError(f"trunk {trunk_dir} lacks {path} (its state at the end of epoch {j}). A trunk saves it with "
                           f"{TRUNK_OPTION} rewind.save_weights=[{j}]; retrain the trunk with it.")

@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ..errors import DamagedFileError
-from ..rundir import read_json, read_summary, read_yaml
+from ..rundir import RunDir, read_json, read_summary, read_yaml
 from . import keys as K
 from .plan import STAGES
 
@@ -19,7 +19,7 @@ from .plan import STAGES
 def _json(path: Path, damaged: list[str] | None = None) -> dict | None:
     """A JSON file of a run; None when absent, or when damaged (its message then added to `damaged`)."""
     try:
-        data = read_json(path) if path.name != "summary.json" else read_summary(path.parent)
+        data = read_json(path) if path.name != RunDir.SUMMARY else read_summary(path.parent)
     except DamagedFileError as e:
         if damaged is None:
             raise
@@ -32,7 +32,7 @@ def read_options(run_dir: Path, damaged: list[str] | None = None) -> dict[str, s
     """The run's overrides as {key: value} (as typed, '+'/'~' dropped); a damaged overrides.yaml
     reads as none, its message added to `damaged` (raised when `damaged` is None)."""
     try:
-        overrides = read_yaml(run_dir / ".hydra" / "overrides.yaml")
+        overrides = read_yaml(RunDir(run_dir).overrides_yaml)
     except DamagedFileError as e:
         if damaged is None:
             raise
@@ -58,11 +58,11 @@ class Run:
 
     @cached_property
     def signs(self) -> dict:
-        return _json(self.dir / "signs.json", self.damaged) or {}
+        return _json(RunDir(self.dir).signs_json, self.damaged) or {}
 
     @cached_property
     def kernels(self) -> dict:
-        return _json(self.dir / "kernels.json", self.damaged) or {}
+        return _json(RunDir(self.dir).kernels_json, self.damaged) or {}
 
     def get(self, key: str):
         """A summary value; None when absent or not a finite number."""
@@ -127,9 +127,9 @@ def read_study(study_dir: str | Path) -> list[Run]:
         d = study_dir / stage
         if not d.is_dir():
             continue
-        for run in sorted(p for p in d.iterdir() if (p / "summary.json").exists()):
+        for run in sorted(p for p in d.iterdir() if RunDir(p).summary.exists()):
             problems: list[str] = []
-            r = Run(stage, run.name, run, _json(run / "summary.json", problems) or {}, read_options(run, problems),
+            r = Run(stage, run.name, run, _json(RunDir(run).summary, problems) or {}, read_options(run, problems),
                     problems)
             r.signs, r.kernels  # noqa: B018  read now: a damaged one is listed, whatever the claims read later
             runs.append(r)
@@ -156,7 +156,7 @@ def find_run(study_dir: Path, path: str | None) -> Path | None:
         return None
     p = Path(path)
     for candidate in (p, Path(study_dir) / p.parent.name / p.name):
-        if (candidate / "summary.json").exists():
+        if RunDir(candidate).summary.exists():
             return candidate
     return None
 

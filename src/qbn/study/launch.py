@@ -1,6 +1,6 @@
 """Launching a study's runs here: each a `python -m qbn.train` (or packing) process, stopped
 together when the study is stopped (Ctrl-C, SIGTERM), so each run records itself interrupted and
-resumes from its last.ckpt next time; submitted cluster jobs are cancelled too (qbn.study.submit)."""
+resumes from its last checkpoint next time; submitted cluster jobs are cancelled too (qbn.study.submit)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def _run_process(command: list[str], out, env: dict) -> int:
 
 def stop_live_runs() -> None:
     """When the study is stopped (Ctrl-C, SIGTERM), stop every run with SIGTERM, so each records
-    itself as interrupted and resumes from its last.ckpt next time; cancel every submitted job."""
+    itself as interrupted and resumes from its last checkpoint next time; cancel every submitted job."""
     submit.cancel_live_jobs()
     for proc in list(LIVE):
         proc.terminate()

@@ -11,7 +11,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from ..errors import QbnError
-from ..rundir import read_json, read_yaml, write_json, write_text
+from ..rundir import RunDir, read_json, read_yaml, write_json, write_text
 from .claims import sections
 from .collect import Run, completed, damaged, read_study, unreadable
 from .plan import STAGES, plan
@@ -34,9 +34,9 @@ def _portable(override: str, study_dir: Path) -> str:
 
 
 def _overrides(run: Run) -> list[str]:
-    if any("overrides.yaml" in m for m in run.damaged):  # listed with the damaged runs
+    if any(RunDir(run.dir).overrides_yaml.name in m for m in run.damaged):  # listed with the damaged runs
         return []
-    path = run.dir / ".hydra" / "overrides.yaml"
+    path = RunDir(run.dir).overrides_yaml
     return [str(o) for o in OmegaConf.load(path)] if path.exists() else []
 
 

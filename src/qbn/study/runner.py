@@ -1,6 +1,6 @@
 """Run the study's plan, resumably: each job is an ordinary `python -m qbn.train` process whose
 run directory is <study dir>/<stage>/<job>. A second invocation reads every run directory's
-summary.json first: completed runs are skipped, interrupted ones resume from their last.ckpt
+summary.json first: completed runs are skipped, interrupted ones resume from their last checkpoint
 (qbn.train does that by itself), failed ones run again. One invocation per study directory (a
 lock file). Launching processes: qbn.study.launch (cluster jobs: qbn.study.submit); progress
 lines and time estimates: qbn.study.progress; study.json: qbn.study.provenance."""

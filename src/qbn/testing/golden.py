@@ -18,6 +18,7 @@ import torch
 
 from qbn.checkpoint import model_from_checkpoint
 from qbn.export import export_module, load_bytes, report_bytes
+from qbn.rundir import RunDir
 
 from .runs import ROOT, merged, run_cli
 
@@ -63,8 +64,8 @@ def cpu_model() -> str:
 def measure(run_dir: Path) -> dict:
     """The golden numbers of a trained run directory: summary values, its packed file (written in
     memory, no source paths in the header) and the signs decoded back from that file."""
-    summary = json.loads((run_dir / "summary.json").read_text())
-    module, cfg = model_from_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    summary = json.loads(RunDir(run_dir).summary.read_text())
+    module, cfg = model_from_checkpoint(RunDir(run_dir).last_ckpt)
     buf = export_module(module, cfg)
     packed = load_bytes(buf)
     signs = hashlib.sha256()

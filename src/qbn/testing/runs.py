@@ -20,7 +20,7 @@ from omegaconf import OmegaConf, open_dict
 from qbn.binary import BinaryPolicy, binarize
 from qbn.config import CONFIG_DIR
 from qbn.models import resnet20
-from qbn.rundir import write_json
+from qbn.rundir import RunDir, write_json
 from qbn.signs import save_snapshot, snapshot_path
 
 ROOT = Path(__file__).resolve().parents[3]   # the checkout: src/qbn/testing/runs.py
@@ -59,8 +59,8 @@ def compose_cfg(run_dir: Path, overrides: list[str] | None = None):
 def compose_run(run_dir: Path, overrides: list[str] | None = None):
     """compose_cfg, also saved as <run_dir>/.hydra/config.yaml as the Hydra app would."""
     cfg = compose_cfg(run_dir, overrides)
-    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), run_dir / ".hydra" / "config.yaml",
+    RunDir(run_dir).hydra_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), RunDir(run_dir).config_yaml,
                    resolve=True)
     return cfg
 
@@ -75,15 +75,16 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600,
 
 def write_run_dir(run_dir: Path, cfg, module) -> Path:
     """A run directory made like a real run's, without training: .hydra/config.yaml (cfg less hydra,
-    paths.run_dir set to run_dir) and checkpoints/last.ckpt with module's state."""
-    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    paths.run_dir set to run_dir) and its last checkpoint with module's state."""
+    run = RunDir(run_dir)
+    run.hydra_dir.mkdir(parents=True, exist_ok=True)
+    run.checkpoints.mkdir(exist_ok=True)
     plain = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     with open_dict(plain):
         plain.pop("hydra", None)
         plain.paths.run_dir = str(run_dir)
-    OmegaConf.save(plain, run_dir / ".hydra" / "config.yaml")
-    torch.save({"state_dict": module.state_dict()}, run_dir / "checkpoints" / "last.ckpt")
+    OmegaConf.save(plain, run.config_yaml)
+    torch.save({"state_dict": module.state_dict()}, run.last_ckpt)
     return run_dir
 
 
@@ -103,22 +104,22 @@ def fake_trunk(root: Path, epochs: int = 4, name: str = "trunk", status: str = "
     h = sign_history(epochs, n=4 * 3 * 3 + 2 * 4 * 3 * 3)
     for e in range(epochs + 1):
         save_snapshot(snapshot_path(d, e), {"l1": h[e, :36].view(4, 1, 3, 3), "l2": h[e, 36:].view(2, 4, 3, 3)}, e)
-    write_json(d / "summary.json", {"status": status, "epochs": epochs, "test/acc": 0.5})
-    (d / ".hydra").mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(OmegaConf.create({"model": {"name": "resnet20"}, "trainer": {"max_epochs": epochs}}), d / ".hydra" / "config.yaml")
+    write_json(RunDir(d).summary, {"status": status, "epochs": epochs, "test/acc": 0.5})
+    RunDir(d).hydra_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.create({"model": {"name": "resnet20"}, "trainer": {"max_epochs": epochs}}), RunDir(d).config_yaml)
     return d
 
 
 def check_qbn_run(run_dir: Path, summary: dict, bits: int = 4) -> dict:
-    """A QBN fine-tuning run with `bits`: its summary, the codebooks in last.ckpt, and kernels.json
+    """A QBN fine-tuning run with `bits`: its summary, the codebooks in its last checkpoint, and kernels.json
     using only codewords. Returns kernels.json."""
     assert summary["status"] == "completed" and summary["qbn"]["bits"] == bits
     assert 0 < summary["bits_per_weight"] < 1 and summary["model_bytes"] > 0
     assert set(summary["qbn_bits"].values()) == {bits}
-    state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    state = torch.load(RunDir(run_dir).last_ckpt, map_location="cpu", weights_only=True)["state_dict"]
     books = {k[: -len(".codebook")]: v for k, v in state.items() if k.endswith(".codebook")}
     assert len(books) == len(summary["qbn_bits"]) and all(len(b) <= 2 ** bits for b in books.values())
-    stats = json.loads((run_dir / "kernels.json").read_text())
+    stats = json.loads(RunDir(run_dir).kernels_json.read_text())
     for name, layer_stats in stats["layers"].items():       # after fine-tuning steps: only codewords
         used = {i for i, c in enumerate(layer_stats["histogram"]) if c}
         assert used <= set(books["net." + name].tolist())
