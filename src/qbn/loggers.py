@@ -71,7 +71,8 @@ def wandb_run(loggers):
     return None
 
 
-def wandb_table(loggers, key: str, columns: list[str], rows: list[list], lines: dict[str, tuple[str, str]] | None = None,
+def wandb_table(loggers, key: str, columns: list[str], rows: list[list],
+                lines: dict[str, tuple[str, str]] | None = None,
                 bars: dict[str, tuple[str, str]] | None = None) -> None:
     """Log a table as `key`, and W&B line / bar charts of its columns: {chart key: (x column, y column)}."""
     run = wandb_run(loggers)

@@ -64,11 +64,13 @@ def build_backbone(spec: Any, device: str | torch.device = "meta") -> nn.Module:
     target = kwargs.pop("_target_", None)
     name = target[len("qbn.models."):] if isinstance(target, str) and target.startswith("qbn.models.") else None
     if name not in models.__all__:
-        raise PackedFileError(f"bad header: backbone {str(target)[:80]!r} is not one of qbn.models ({', '.join(models.__all__)})")
+        raise PackedFileError(f"bad header: backbone {str(target)[:80]!r} is not one of qbn.models "
+                              f"({', '.join(models.__all__)})")
     for key, value in kwargs.items():
         if not isinstance(key, str) or not key.isidentifier() or key.startswith("_") or key in _ARG_KEYS:
             raise PackedFileError(f"bad header: backbone argument {str(key)[:40]!r} is not allowed")
-        if not (value is None or isinstance(value, (bool, str, int, float))) or (isinstance(value, str) and len(value) > 64):
+        scalar = value is None or isinstance(value, (bool, str, int, float))
+        if not scalar or (isinstance(value, str) and len(value) > 64):
             raise PackedFileError(f"bad header: backbone argument {key} must be a short scalar")
         if isinstance(value, int) and not isinstance(value, bool):
             check_int(value, f"backbone argument {key}", 0, 1 << 16)
@@ -77,7 +79,8 @@ def build_backbone(spec: Any, device: str | torch.device = "meta") -> nn.Module:
     image_size = check_int(spec.get("image_size"), "model.image_size", 1, 4096)
     try:
         with torch.device("meta"):
-            net = getattr(models, name)(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs)
+            net = getattr(models, name)(num_classes=num_classes, in_channels=in_channels, image_size=image_size,
+                                        **kwargs)
     except (TypeError, ValueError, RuntimeError) as e:
         raise PackedFileError(f"bad header: cannot build {name} from its arguments ({str(e)[:160]})") from None
     numel = sum(t.numel() for t in net.state_dict().values())
@@ -116,7 +119,8 @@ def load(path: str | Path, channels_last: bool | None = None) -> PackedModel:
     return load_bytes(read_bytes(path), channels_last)
 
 
-def decode_layer(name: str, entry: Any, data: memoryview, expected_shape: list[int], coded: dict | None = None) -> dict[str, torch.Tensor]:
+def decode_layer(name: str, entry: Any, data: memoryview, expected_shape: list[int],
+                 coded: dict | None = None) -> dict[str, torch.Tensor]:
     """A binary layer's signs (+-1 float, the weight's shape), alpha and bias, validated.
     `coded`: the decoded payload of a version-2 file (None: version 1, per-layer sections)."""
     what = f"layer {name}"
@@ -124,7 +128,8 @@ def decode_layer(name: str, entry: Any, data: memoryview, expected_shape: list[i
         raise PackedFileError(f"bad header: {what} is not an object")
     shape = check_shape(entry.get("shape"), what)
     if shape != expected_shape:
-        raise PackedFileError(f"shape disagrees with the model: {what} is {shape} in the header, {expected_shape} in the model")
+        raise PackedFileError(f"shape disagrees with the model: {what} is {shape} in the header, "
+                              f"{expected_shape} in the model")
     storage = entry.get("storage")
     is3x3 = len(shape) == 4 and shape[2:] == [3, 3]
     if coded is not None and name in coded["layer_symbols"] and storage != "entropy":
@@ -133,7 +138,8 @@ def decode_layer(name: str, entry: Any, data: memoryview, expected_shape: list[i
     if storage == "signs":
         bits = read_uint(entry.get("signs"), data, f"{what} signs", 1)
         if list(bits.shape) != shape:
-            raise PackedFileError(f"shape disagrees with the header: {what} signs are {list(bits.shape)}, layer is {shape}")
+            raise PackedFileError(f"shape disagrees with the header: {what} signs are {list(bits.shape)}, "
+                                  f"layer is {shape}")
         out["b"] = bits.float() * 2 - 1
         if is3x3:
             out["symbols"], out["alphabet"] = kernel_ids(out["b"]), NUM_IDS
@@ -144,7 +150,8 @@ def decode_layer(name: str, entry: Any, data: memoryview, expected_shape: list[i
                 raise PackedFileError(f"bad header: {what} stores codebook indices but no codebook")
             idx = read_uint(entry.get("indices"), data, f"{what} indices", index_bits(book.numel()))
             if list(idx.shape) != shape[:2]:
-                raise PackedFileError(f"shape disagrees with the header: {what} indices are {list(idx.shape)}, expected {shape[:2]}")
+                raise PackedFileError(f"shape disagrees with the header: {what} indices are {list(idx.shape)}, "
+                                      f"expected {shape[:2]}")
         elif coded is None:
             idx = _entropy_v1(entry, data, what, book, shape)
         else:
@@ -159,7 +166,8 @@ def decode_layer(name: str, entry: Any, data: memoryview, expected_shape: list[i
             ids = idx
         else:
             if idx.numel() and int(idx.max()) >= book.numel():
-                raise PackedFileError(f"index >= codebook size: {what} has index {int(idx.max())}, codebook holds {book.numel()}")
+                raise PackedFileError(f"index >= codebook size: {what} has index {int(idx.max())}, "
+                                      f"codebook holds {book.numel()}")
             ids = book[idx]
         out["b"] = ids_to_kernels(ids)
         out["symbols"], out["alphabet"] = idx, NUM_IDS if book is None else book.numel()
@@ -169,12 +177,14 @@ def decode_layer(name: str, entry: Any, data: memoryview, expected_shape: list[i
     if "alpha" in entry:
         alpha = read_float(entry["alpha"], data, f"{what} alpha")
         if list(alpha.shape) != [shape[0]]:
-            raise PackedFileError(f"shape disagrees with the header: {what} alpha is {list(alpha.shape)}, expected [{shape[0]}]")
+            raise PackedFileError(f"shape disagrees with the header: {what} alpha is {list(alpha.shape)}, "
+                                  f"expected [{shape[0]}]")
         out["alpha"] = alpha
     if "bias" in entry:
         bias = read_float(entry["bias"], data, f"{what} bias")
         if list(bias.shape) != [shape[0]]:
-            raise PackedFileError(f"shape disagrees with the header: {what} bias is {list(bias.shape)}, expected [{shape[0]}]")
+            raise PackedFileError(f"shape disagrees with the header: {what} bias is {list(bias.shape)}, "
+                                  f"expected [{shape[0]}]")
         out["bias"] = bias
     return out
 
@@ -213,7 +223,8 @@ def decode_coded(header: dict, data: memoryview, kernels: dict[str, int]) -> dic
     """Version 2: decode the 'coded' payload (codebooks, then streams) after checking its
     description; `kernels`: each binary 3x3 layer's kernel count (from the model)."""
     spec = header.get("coded")
-    if not isinstance(spec, dict) or not isinstance(spec.get("codebooks"), list) or not isinstance(spec.get("streams"), list):
+    if (not isinstance(spec, dict) or not isinstance(spec.get("codebooks"), list)
+            or not isinstance(spec.get("streams"), list)):
         raise PackedFileError("bad header: missing or malformed 'coded' (payload, codebooks, streams)")
     sizes = [check_int(k, "a codebook size", 1, NUM_IDS) for k in spec["codebooks"]]
     if len(sizes) > MAX_CODED_ITEMS or len(spec["streams"]) > MAX_CODED_ITEMS:
@@ -286,8 +297,10 @@ def load_bytes(buf: bytes, channels_last: bool | None = None) -> PackedModel:
     modules = dict(net.named_modules())
     folded = header["folded"]
     for conv, bn in folded.items():
-        if not isinstance(bn, str) or not isinstance(modules.get(conv), nn.Conv2d) or not isinstance(modules.get(bn), nn.BatchNorm2d):
-            raise PackedFileError(f"bad header: folded pair {str(conv)[:60]} -> {str(bn)[:60]} is not a conv and a BatchNorm of the model")
+        if (not isinstance(bn, str) or not isinstance(modules.get(conv), nn.Conv2d)
+                or not isinstance(modules.get(bn), nn.BatchNorm2d)):
+            raise PackedFileError(f"bad header: folded pair {str(conv)[:60]} -> {str(bn)[:60]} "
+                                  "is not a conv and a BatchNorm of the model")
     for bn in folded.values():
         _replace(net, bn, nn.Identity())
     modules = dict(net.named_modules())
@@ -301,7 +314,8 @@ def load_bytes(buf: bytes, channels_last: bool | None = None) -> PackedModel:
     for name in header["layers"]:
         module = modules.get(name)
         if not isinstance(module, (nn.Conv2d, nn.Linear)):
-            raise PackedFileError(f"bad header: binary layer {str(name)[:80]!r} is not a conv or linear layer of the model")
+            raise PackedFileError(f"bad header: binary layer {str(name)[:80]!r} "
+                                  "is not a conv or linear layer of the model")
         if isinstance(module, nn.Conv2d) and module.kernel_size == (3, 3):
             kernels[name] = module.weight.shape[0] * module.weight.shape[1]
     coded = decode_coded(header, data, kernels) if version >= 2 else None
@@ -322,10 +336,12 @@ def load_bytes(buf: bytes, channels_last: bool | None = None) -> PackedModel:
             continue
         local = key[4:] if isinstance(key, str) and key.startswith("net.") else None
         if local not in expected or local in state:
-            raise PackedFileError(f"bad header: tensor {str(key)[:80]!r} is not a tensor of the model (or stored twice)")
+            raise PackedFileError(f"bad header: tensor {str(key)[:80]!r} "
+                                  "is not a tensor of the model (or stored twice)")
         t = read_float(entry, data, key)
         if list(t.shape) != expected[local]:
-            raise PackedFileError(f"shape disagrees with the model: {key} is {list(t.shape)} in the header, {expected[local]} in the model")
+            raise PackedFileError(f"shape disagrees with the model: {key} is {list(t.shape)} in the header, "
+                                  f"{expected[local]} in the model")
         state[local] = t
     missing = [k for k in expected if k not in state]
     if missing:
@@ -337,7 +353,8 @@ def load_bytes(buf: bytes, channels_last: bool | None = None) -> PackedModel:
     mean, std = norm["normalize.mean"], norm["normalize.std"]
     channels = header["model"]["in_channels"]
     if mean.numel() != channels or std.numel() != channels:
-        raise PackedFileError(f"shape disagrees with the model: normalisation has {mean.numel()} values, the model {channels} channels")
+        raise PackedFileError(f"shape disagrees with the model: normalisation has {mean.numel()} values, "
+                              f"the model {channels} channels")
     normalize = Normalize(mean.reshape(-1).tolist(), std.reshape(-1).tolist())
     normalize.mean.copy_(mean.reshape(normalize.mean.shape))
     normalize.std.copy_(std.reshape(normalize.std.shape))

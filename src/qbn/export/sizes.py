@@ -84,7 +84,8 @@ def size_report(header: dict, header_bytes: int, file_bytes: int | None = None, 
     groups: dict[str, dict] = {}
     for key, t in header["tensors"].items():
         module = key.rpartition(".")[0].removeprefix("net.")
-        g = groups.setdefault(module, {"layer": module, "kind": t.get("kind", "fp"), "shape": None, "params": 0, "bytes": 0})
+        g = groups.setdefault(module, {"layer": module, "kind": t.get("kind", "fp"), "shape": None,
+                                       "params": 0, "bytes": 0})
         if key.endswith(".weight") or g["shape"] is None:
             g["shape"] = t["shape"]
         g["params"] += _numel(t)
@@ -105,7 +106,8 @@ def size_report(header: dict, header_bytes: int, file_bytes: int | None = None, 
         "params": params, "binarized_weights": binarized,
         "bits_per_binarized_weight": weight_bits / binarized if binarized else None,
         "bits_per_binarized_weight_with_scales": (weight_bits + scale_bits) / binarized if binarized else None,
-        "file_bits_per_binarized_weight": 8 * (PREFIX_BYTES + header_bytes + data_bytes) / binarized if binarized else None,
+        "file_bits_per_binarized_weight": (8 * (PREFIX_BYTES + header_bytes + data_bytes) / binarized
+                                           if binarized else None),
         "split_bits_per_binarized_weight": {k: v / binarized for k, v in split.items()} if binarized else None,
         "data_bytes": data_bytes, "header_bytes": PREFIX_BYTES + header_bytes,
         "computed_file_bytes": PREFIX_BYTES + header_bytes + data_bytes, "file_bytes": file_bytes,
