@@ -16,8 +16,9 @@ from ..kernels import NUM_IDS, ids_to_kernels, is_kernel_tensor, kernel_ids
 from ..kernels.learned import frozen_copy
 from . import adaptive, coding
 from .container import SectionWriter, assemble, index_bits
+from .decode import effective_weight
 from .fold import bn_scale_shift, conv_bn_pairs
-from .loader import build_backbone, effective_weight
+from .loader import build_backbone
 
 FORMATS = ("packed", "entropy")
 DTYPES = {"fp16": "float16", "fp32": "float32", "float16": "float16", "float32": "float32"}
@@ -65,7 +66,7 @@ def _layer_form(name: str, layer: nn.Module) -> dict:
             raise QbnError(f"layer {name}: alpha has {alpha.numel()} values, "
                            f"expected one per output channel ({w.shape[0]})")
         form["alpha"] = alpha.detach().cpu().to(w.dtype).reshape(-1)
-    # the weight the loader will rebuild from what is stored, computed by the loader's own code
+    # the weight the loader will rebuild from what is stored, computed by the decoder's own code
     parts = {"b": b} if form["alpha"] is None else {"b": b, "alpha": form["alpha"]}
     if not torch.equal(layer.effective_weight().detach().cpu(), effective_weight(parts)):
         raise QbnError(f"layer {name}: its forward weight is not alpha * B of its signs; cannot pack it exactly")
