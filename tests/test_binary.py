@@ -31,7 +31,8 @@ def test_ste_gradient(ste):
     w = torch.tensor([-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5], requires_grad=True)
     g = torch.arange(1.0, 8.0)
     sign_ste(w, ste).backward(g)
-    expected = [gi if (ste == "identity" or abs(wi) <= 1) else 0.0 for wi, gi in zip(w.tolist(), g.tolist(), strict=True)]
+    expected = [gi if (ste == "identity" or abs(wi) <= 1) else 0.0
+                for wi, gi in zip(w.tolist(), g.tolist(), strict=True)]
     assert w.grad.tolist() == expected
 
 

@@ -38,7 +38,8 @@ def test_presets_add_callbacks_and_never_redefine_one():
         if path.parent.name == "callbacks" and path.stem != "base":
             continue   # default.yaml and none.yaml build on base.yaml by their defaults list
         for name in _callback_entries(path):
-            assert name not in seen, f"callbacks.{name} is defined in {seen[name]} and again in {path.relative_to(CONFIG_DIR)}"
+            assert name not in seen, (f"callbacks.{name} is defined in {seen[name]} "
+                                      f"and again in {path.relative_to(CONFIG_DIR)}")
             seen[name] = str(path.relative_to(CONFIG_DIR))
     default = _callback_entries(CONFIG_DIR / "callbacks" / "default.yaml")
     assert not set(default) & set(_callback_entries(CONFIG_DIR / "callbacks" / "base.yaml"))
@@ -130,7 +131,8 @@ def test_every_composed_preset_fits_the_schema(cfg_factory):
 def test_rewound_config_takes_the_trunk_recipe_into_a_new_config(cfg_factory, tmp_path):
     trunk = fake_trunk(tmp_path, epochs=2, name="trk")
     compose_run(trunk, [*TINY, "trainer.max_epochs=2", "optimizer.lr=0.01", "dataset.batch_size=16"])
-    cfg = cfg_factory(*TINY, f"paths.output_dir={tmp_path}", "rewind=rewound", "rewind.trunk=trk", "dataset.batch_size=8")
+    cfg = cfg_factory(*TINY, f"paths.output_dir={tmp_path}", "rewind=rewound", "rewind.trunk=trk",
+                      "dataset.batch_size=8")
     before = OmegaConf.to_container(cfg)
     rewound = rewound_config(cfg, tmp_path / "rw", ["rewind", "rewind.trunk", "dataset.batch_size"])
     assert OmegaConf.to_container(cfg) == before   # the composed config is left as it was
@@ -153,7 +155,8 @@ def test_trunk_then_rewound_refuses_a_shared_name_and_a_bad_override(tmp_path):
 
 def test_console_scripts_beside_the_module_forms():
     scripts = {e.name: e.value for e in entry_points(group="console_scripts") if e.name.startswith("qbn-")}
-    assert {"qbn-train", "qbn-rewind", "qbn-export", "qbn-summary", "qbn-kernels", "qbn-report", "qbn-aggregate"} <= set(scripts)
+    expected = {"qbn-train", "qbn-rewind", "qbn-export", "qbn-summary", "qbn-kernels", "qbn-report", "qbn-aggregate"}
+    assert expected <= set(scripts)
     for target in scripts.values():
         module, func = target.split(":")
         assert callable(getattr(importlib.import_module(module), func)), target

@@ -58,9 +58,11 @@ def test_random_crop_flip_matches_loop():
         assert torch.equal(out[i], crop)
 
 
-@pytest.mark.skipif(not FASHION_MNIST_AVAILABLE, reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+@pytest.mark.skipif(not FASHION_MNIST_AVAILABLE,
+                    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
 def test_fashion_mnist_real_files():
-    dm = FashionMNISTDataModule(name="fashion_mnist", data_dir=str(ROOT / "data"), val_size=5000, train_subset=1000, test_subset=500)
+    dm = FashionMNISTDataModule(name="fashion_mnist", data_dir=str(ROOT / "data"), val_size=5000, train_subset=1000,
+                                test_subset=500)
     dm.setup()
     assert len(dm.train_set) == 1000 and len(dm.val_set) == 5000 and len(dm.test_set) == 500
     x, y = dm.train_set.tensors
@@ -129,7 +131,8 @@ def _unpack_fashion_mnist(data_dir: str) -> None:
     FashionMNISTDataModule(name="fashion_mnist", data_dir=data_dir)._copy_from_debian()
 
 
-@pytest.mark.skipif(not FashionMNISTDataModule.debian_dir.exists(), reason="Debian's dataset-fashion-mnist is not installed")
+@pytest.mark.skipif(not FashionMNISTDataModule.debian_dir.exists(),
+                    reason="Debian's dataset-fashion-mnist is not installed")
 def test_runs_started_side_by_side_unpack_the_debian_files_once_each_without_a_race(tmp_path):
     """A study starts two runs at once on a fresh data folder: both unpack the Debian package's files
     (a shared temporary name made one run fail with FileNotFoundError); each file ends whole."""

@@ -16,9 +16,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_two_process_cpu_ddp_completes_a_study_run(tmp_path):
-    result = run_cli("qbn.study", "scale=smoke", "stages=[scaling]", "only=scaling/adam_cosine-bn-xnor-s0", "report=false",
-                     "jobs=1", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", env={"QBN_OUTPUT_DIR": str(tmp_path)},
-                     timeout=1800)
+    result = run_cli("qbn.study", "scale=smoke", "stages=[scaling]", "only=scaling/adam_cosine-bn-xnor-s0",
+                     "report=false", "jobs=1", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                     env={"QBN_OUTPUT_DIR": str(tmp_path)}, timeout=1800)
     run = tmp_path / "study" / "smoke" / "scaling" / "adam_cosine-bn-xnor-s0"
     log = (run.parent / "logs" / "adam_cosine-bn-xnor-s0.log").read_text()
     assert result.returncode == 0, result.stdout[-2000:] + log[-4000:]

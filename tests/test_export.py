@@ -55,7 +55,9 @@ def test_round_trip_binary_classifier_and_fixed_signs():
     module, cfg = make_module("model=resnet20", "binary.classifier=true", "binary.first_conv=true")
     layer = binary_layers(module.net)["layer2.0.conv1"]
     g = torch.Generator().manual_seed(3)
-    layer.fix_signs(torch.rand(layer.weight.shape, generator=g) > 0.5, torch.rand(layer.weight.shape, generator=g) > 0.5)
+    signs = torch.rand(layer.weight.shape, generator=g) > 0.5
+    mask = torch.rand(layer.weight.shape, generator=g) > 0.5
+    layer.fix_signs(signs, mask)
     assert not torch.equal(layer.signs(), layer.weight >= 0)
     _assert_same(module, export_module(module, cfg))
 
@@ -75,7 +77,8 @@ def test_round_trip_qbn(fmt):
         assert e["storage"] in (("codebook",) if fmt == "packed" else ("codebook", "entropy"))
         assert e["codebook"] == j  # codebooks are stored as sets, coded together in the payload
         if e["storage"] == "codebook":
-            assert e["indices"]["dtype"] == "uint5" and e["indices"]["nbytes"] == math.ceil(5 * e["shape"][0] * e["shape"][1] / 8)
+            assert e["indices"]["dtype"] == "uint5"
+            assert e["indices"]["nbytes"] == math.ceil(5 * e["shape"][0] * e["shape"][1] / 8)
             # indices are positions in the sorted codebook: the same kernels as codebook[indices]
             positions = read_uint(e["indices"], memoryview(data), "indices", 5)
             book = torch.sort(layer.codebook).values
@@ -163,7 +166,8 @@ def test_version1_elias_gamma_table_against_direct_code():
     counts[1], counts[4], counts[9] = 1, 5, 2
     # bitmap: bits 1, 4, 9 -> bytes 0b00010010, 0b00000010; gamma: 1 -> "1", 5 -> "00101", 2 -> "010"
     stream = [1] + [0, 0, 1, 0, 1] + [0, 1, 0]
-    table = bytes([0b00010010, 0b00000010] + [sum(b << j for j, b in enumerate(stream[i:i + 8])) for i in range(0, len(stream), 8)])
+    gamma_bytes = [sum(b << j for j, b in enumerate(stream[i:i + 8])) for i in range(0, len(stream), 8)]
+    table = bytes([0b00010010, 0b00000010] + gamma_bytes)
     assert E.decode_table(table, 16, 8).tolist() == counts
     with pytest.raises(PackedFileError, match="sum to"):
         E.decode_table(table, 16, 9)
@@ -214,7 +218,8 @@ def test_chunk_bounds():
     b = A.chunk_bounds(10 ** 6)
     steps = np.diff(b)
     assert b[-1] == 10 ** 6 and steps.max() == A.MAX_CHUNK
-    assert all(s == min(A.MAX_CHUNK, max(A.MIN_CHUNK, t >> A.CHUNK_SHIFT)) for t, s in zip(b[:-2], steps[:-1], strict=True))
+    assert all(s == min(A.MAX_CHUNK, max(A.MIN_CHUNK, t >> A.CHUNK_SHIFT))
+               for t, s in zip(b[:-2], steps[:-1], strict=True))
 
 
 def test_codebook_coder_round_trip_and_below_one_subset_each():

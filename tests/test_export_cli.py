@@ -64,7 +64,8 @@ def test_export_options_and_out(run_dir, tmp_path):
     out = export(run / "checkpoints" / "last.ckpt", tmp_path / "x" / "m.qbn", fmt="entropy", alpha_dtype="fp16",
                  fp_dtype="fp16", fold_bn=True)
     m = load(out)
-    assert m.header["options"] == {"format": "entropy", "alpha_dtype": "float16", "fp_dtype": "float16", "fold_bn": True}
+    assert m.header["options"] == {"format": "entropy", "alpha_dtype": "float16", "fp_dtype": "float16",
+                                   "fold_bn": True}
 
 
 def test_user_errors_are_one_line(tmp_path, run_dir, capsys):

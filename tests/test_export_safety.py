@@ -264,7 +264,8 @@ def _fuzz_raw(seed: bytes, data) -> None:
 
 
 FAST = settings(max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-FEW = settings(max_examples=8, deadline=None, database=None, suppress_health_check=list(HealthCheck))  # each loads a model
+# each example of FEW loads a model
+FEW = settings(max_examples=8, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 LONG = settings(max_examples=400, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
 

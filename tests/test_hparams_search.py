@@ -20,10 +20,12 @@ def test_optuna_preset_composes_a_search_over_lr_and_weight_decay(cfg_factory):
 @pytest.mark.slow  # a two-trial Optuna sweep by the CLI
 def test_optuna_search_maximises_best_validation_accuracy(tmp_path):
     sweep = tmp_path / "search"
-    result = run_cli("qbn.train", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2",
-                     *tiny("dataset=digits"), f"hydra.sweep.dir={sweep}", timeout=1800)
+    result = run_cli("qbn.train", "hparams_search=optuna", "hydra.sweeper.n_trials=2",
+                     "hydra.sweeper.sampler.n_startup_trials=2", *tiny("dataset=digits"), f"hydra.sweep.dir={sweep}",
+                     timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
-    trials = [json.loads((d / "summary.json").read_text()) for d in sorted(sweep.iterdir()) if (d / "summary.json").exists()]
+    trials = [json.loads((d / "summary.json").read_text())
+              for d in sorted(sweep.iterdir()) if (d / "summary.json").exists()]
     assert len(trials) == 2 and all(t["status"] == "completed" for t in trials)
     best = OmegaConf.load(sweep / "optimization_results.yaml")
     assert best.best_value == max(t["val/acc_best"] for t in trials)   # the sweeper saw val/acc_best, not test/acc

@@ -22,8 +22,9 @@ def digits_run(tmp_path_factory):
     """A BWN trained 10 steps on digits with QBN codebooks on its layers (run_dir), and 1,000 inputs:
     every digits test image, then uniform random images."""
     run_dir = tmp_path_factory.mktemp("onnx") / "run"
-    cfg = compose_cfg(run_dir, tiny("dataset=digits", "qbn.bits=4", "callbacks=none", "~callbacks.kernel_stats", "trainer.limit_train_batches=10",
-                                     drop=("callbacks.progress", "callbacks.kernel_stats.figures")))
+    cfg = compose_cfg(run_dir, tiny("dataset=digits", "qbn.bits=4", "callbacks=none", "~callbacks.kernel_stats",
+                                    "trainer.limit_train_batches=10",
+                                    drop=("callbacks.progress", "callbacks.kernel_stats.figures")))
     assert train(cfg)["status"] == "completed"
     dm = build_datamodule(cfg)
     dm.setup("test")
@@ -34,7 +35,8 @@ def digits_run(tmp_path_factory):
 
 def _runtime_logits(path, x: torch.Tensor) -> torch.Tensor:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    assert [i.name for i in session.get_inputs()] == ["images"] and [o.name for o in session.get_outputs()] == ["logits"]
+    assert [i.name for i in session.get_inputs()] == ["images"]
+    assert [o.name for o in session.get_outputs()] == ["logits"]
     return torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
 
 
@@ -60,7 +62,8 @@ def test_onnx_from_a_run_directory_predicts_what_qbn_predicts(digits_run, capsys
     _assert_same_predictions(out, run_dir, x)
     # weights folded: no BatchNorm left, every conv's weight an initializer
     graph = onnx.load(str(out)).graph
-    assert not [n for n in graph.node if n.op_type == "BatchNormalization"] and [n for n in graph.node if n.op_type == "Conv"]
+    assert not [n for n in graph.node if n.op_type == "BatchNormalization"]
+    assert [n for n in graph.node if n.op_type == "Conv"]
 
 
 def test_onnx_from_a_packed_file_predicts_what_qbn_predicts(digits_run, tmp_path):

@@ -31,7 +31,10 @@ def first_steps(cfg, steps: int = 12, epochs: int = 3) -> dict:
     module = build_module(cfg).train()
     module._trainer = types.SimpleNamespace(estimated_stepping_batches=steps, max_epochs=epochs)
     out = module.configure_optimizers()
-    opt, sched = (out, None) if isinstance(out, torch.optim.Optimizer) else (out["optimizer"], out["lr_scheduler"]["scheduler"])
+    if isinstance(out, torch.optim.Optimizer):
+        opt, sched = out, None
+    else:
+        opt, sched = out["optimizer"], out["lr_scheduler"]["scheduler"]
     groups = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
     g = torch.Generator().manual_seed(1)
     lrs, losses = [], []
@@ -72,7 +75,8 @@ def test_a_run_saved_before_targets_gets_them_from_its_groups_yaml():
     old = {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4}
     assert group_with_target(old, "optimizer") == {"_target_": "torch.optim.SGD", "_partial_": True, **old}
     assert group_with_target({"name": "constant"}, "scheduler")["_target_"] == "qbn.schedules.constant"
-    assert group_with_target({"_target_": "torch.optim.RAdam", "name": "adam"}, "optimizer")["_target_"] == "torch.optim.RAdam"
+    radam = {"_target_": "torch.optim.RAdam", "name": "adam"}
+    assert group_with_target(radam, "optimizer")["_target_"] == "torch.optim.RAdam"
 
 
 def test_a_trunk_saved_before_targets_gives_its_optimizer_whole(cfg_factory):

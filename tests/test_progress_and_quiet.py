@@ -32,7 +32,8 @@ def test_terminal_gets_the_rich_bar_and_a_pipe_plain_lines():
 
 
 def test_plain_progress_logs_each_epoch_and_within_epochs(tmp_path, caplog):
-    overrides = tiny("trainer.max_epochs=2", "callbacks.progress={_target_:qbn.callbacks.progress.progress_bar,every_s:0}")
+    overrides = tiny("trainer.max_epochs=2",
+                     "callbacks.progress={_target_:qbn.callbacks.progress.progress_bar,every_s:0}")
     with caplog.at_level(logging.INFO, logger="qbn.progress"):
         summary = train(compose_cfg(tmp_path / "run", overrides))
     lines = [r.getMessage() for r in caplog.records if r.name == "qbn.progress"]
@@ -59,7 +60,8 @@ def test_quiet_filters_only_the_library_messages():
             warnings.warn(f"It is recommended to use `self.log('{key}', ..., sync_dist=True)` when logging on epoch "
                           "level in distributed setting", UserWarning, stacklevel=1)
     assert [str(w.message)[:40] for w in caught] == ["my own warning", "It is recommended to use `self.log('trai"]
-    record = logging.LogRecord("pytorch_lightning.utilities.rank_zero", logging.INFO, "", 0, "💡 Tip: try x", None, None)
+    record = logging.LogRecord("pytorch_lightning.utilities.rank_zero", logging.INFO, "", 0, "💡 Tip: try x",
+                               None, None)
     assert not logging.getLogger("pytorch_lightning.utilities.rank_zero").filter(record)
 
 

@@ -140,7 +140,8 @@ def test_non_3x3_layer_rejected():
 
 def test_settings_messages():
     for bad, match in (({"bits": 0}, "from 1 to 9"), ({"bits": 10}, "from 1 to 9"),
-                       ({"bits": 3, "budget": 0.5}, "not both"), ({"bits": 3, "codebook": "global"}, "per_layer or shared"),
+                       ({"bits": 3, "budget": 0.5}, "not both"),
+                       ({"bits": 3, "codebook": "global"}, "per_layer or shared"),
                        ({"budget": 0.5, "codebook": "shared"}, "per_layer"), ({"layers": ["a"]}, "QBN is off"),
                        ({"from_ckpt": "x"}, "QBN is off"), ({"bits": 5, "from_ckpt": "???"}, "required")):
         with pytest.raises(CodebookError, match=match):
@@ -258,7 +259,8 @@ def test_kernels_json_lists_1x1_shortcuts_as_not_counted(cfg_factory, tmp_path, 
     shortcuts = [k for k, m in binary_layers(module.net).items() if tuple(m.weight.shape[-2:]) == (1, 1)]
     assert len(shortcuts) == 2  # the two projection shortcuts of a resnet20 with shortcut B
     write_run_dir(run, cfg, module)
-    KernelStats(str(run), figures=False).on_fit_end(SimpleNamespace(is_global_zero=True, current_epoch=1, loggers=[]), module)
+    trainer = SimpleNamespace(is_global_zero=True, current_epoch=1, loggers=[])
+    KernelStats(str(run), figures=False).on_fit_end(trainer, module)
     stats = json.loads((run / "kernels.json").read_text())
     assert stats["not_counted"] == shortcuts and not set(shortcuts) & set(stats["layers"])
     assert kernels_main([str(run), "--out", str(tmp_path / "offline")]) == 0
@@ -276,13 +278,15 @@ def test_sweep_view_table_and_references(tmp_path):
     bwn = tmp_path / "bwn"
     bwn.mkdir()
     (bwn / "summary.json").write_text(json.dumps({"status": "completed", "test/acc": 0.9, "binary": True}))
-    rows = [{"job": str(i), "status": "completed", "seed": seed, "test/acc": acc, "bits_per_weight": bpw, "model_bytes": 100 + i,
-             "qbn": {"bits": n, "codebook": "per_layer", "from_ckpt": str(bwn)}, "overrides": {}}
+    rows = [{"job": str(i), "status": "completed", "seed": seed, "test/acc": acc, "bits_per_weight": bpw,
+             "model_bytes": 100 + i, "qbn": {"bits": n, "codebook": "per_layer", "from_ckpt": str(bwn)},
+             "overrides": {}}
             for i, (n, seed, acc, bpw) in enumerate([(5, 0, 0.8, 0.57), (5, 1, 0.9, 0.57), (3, 0, 0.5, 0.35)])]
     rows.append({"job": "9", "status": "completed", "binary": False, "test/acc": 0.95, "overrides": {}})
     table = qbn_table(rows)
     assert [t["setting"] for t in table] == ["n=5 per_layer", "n=3 per_layer"]
-    assert table[0]["acc"] == pytest.approx(0.85) and table[0]["std"] == pytest.approx(0.0707107, rel=1e-4) and table[0]["n"] == 2
+    assert table[0]["acc"] == pytest.approx(0.85) and table[0]["n"] == 2
+    assert table[0]["std"] == pytest.approx(0.0707107, rel=1e-4)
     md = qbn_view(tmp_path, rows)
     assert "| BWN (reference) | 1 | 1 | 90.00" in md and "| full precision (reference) | 1 | 32 | 95.00" in md
     assert "-5.00" in md and (tmp_path / "figures" / "qbn_accuracy_bits.png").exists()

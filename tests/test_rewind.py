@@ -80,7 +80,8 @@ def test_partly_fixed_signs_follow_sign_w_elsewhere():
 
 
 def test_random_signs_keep_each_layers_plus_one_share():
-    ref = {"a": torch.rand(64, 32, 3, 3) < 0.8, "b": torch.rand(32, 16, 3, 3) < 0.3, "c": torch.zeros(16, 16, 3, 3, dtype=torch.bool)}
+    ref = {"a": torch.rand(64, 32, 3, 3) < 0.8, "b": torch.rand(32, 16, 3, 3) < 0.3,
+           "c": torch.zeros(16, 16, 3, 3, dtype=torch.bool)}
     out = random_signs(ref, torch.Generator().manual_seed(0))
     for name, s in ref.items():
         p, n = s.float().mean().item(), s.numel()
@@ -238,13 +239,15 @@ def test_rewind_view_table_and_figure(tmp_path):
     for signs, mode, k, accs in (("epoch:0", "epoch", 0, [0.30, 0.34]), ("epoch:2", "epoch", 2, [0.45, 0.47]),
                                  ("random", "random", None, [0.20, 0.22]), ("final", "final", 4, [0.49, 0.51])):
         for seed, acc in enumerate(accs):
-            rows.append({"status": "completed", "test/acc": acc, "seed": seed, "rewind/trunk": str(d), "rewind/signs": signs,
-                         "rewind/mode": mode, "rewind/K": k, "rewind/weights": "init", "rewind/fixed_share": 1.0})
-    rows.append({"status": "failed", "rewind/trunk": str(d), "rewind/signs": "epoch:2", "rewind/mode": "epoch", "rewind/K": 2,
-                 "rewind/weights": "init"})
+            rows.append({"status": "completed", "test/acc": acc, "seed": seed, "rewind/trunk": str(d),
+                         "rewind/signs": signs, "rewind/mode": mode, "rewind/K": k, "rewind/weights": "init",
+                         "rewind/fixed_share": 1.0})
+    rows.append({"status": "failed", "rewind/trunk": str(d), "rewind/signs": "epoch:2", "rewind/mode": "epoch",
+                 "rewind/K": 2, "rewind/weights": "init"})
     md = rewind_view(tmp_path, rows)
     assert (tmp_path / "figures" / "rewind.png").stat().st_size > 0
-    lines = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ") and "---" not in line}
+    lines = {line.split("|")[1].strip(): line
+             for line in md.splitlines() if line.startswith("| ") and "---" not in line}
     assert "| 50.00 |" in lines["trunk"]
     share2 = (h[2] == h[4]).float().mean().item()
     assert f"| {100 * share2:.2f} |" in lines["epoch:2"] and "| 2/3 |" in lines["epoch:2"]

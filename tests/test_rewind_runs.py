@@ -35,8 +35,8 @@ def trunk(tmp_path_factory):
 
 
 def _rewound(out: Path, name: str, *overrides: str) -> dict:
-    return train(compose_run(out / "rw" / name, [*QUIET, f"paths.output_dir={out}", "rewind=rewound", "rewind.trunk=trk",
-                                                    *overrides]))
+    return train(compose_run(out / "rw" / name,
+                             [*QUIET, f"paths.output_dir={out}", "rewind=rewound", "rewind.trunk=trk", *overrides]))
 
 
 @pytest.mark.slow

@@ -205,8 +205,10 @@ def test_summary_cli_on_a_bad_file_is_one_line(tmp_path, capsys):
 
 def test_check_values_names_each_bad_option(cfg_factory):
     for override, key in (("optimizer.lr=abc", "optimizer.lr"), ("optimizer.lr=-0.1", "optimizer.lr"),
-                          ("trainer.max_epochs=-1", "trainer.max_epochs"), ("trainer.max_epochs=1.5", "trainer.max_epochs"),
-                          ("dataset.batch_size=0", "dataset.batch_size"), ("optimizer=sgd optimizer.momentum=2", "optimizer.momentum"),
+                          ("trainer.max_epochs=-1", "trainer.max_epochs"),
+                          ("trainer.max_epochs=1.5", "trainer.max_epochs"),
+                          ("dataset.batch_size=0", "dataset.batch_size"),
+                          ("optimizer=sgd optimizer.momentum=2", "optimizer.momentum"),
                           ("qbn.bits=12", "qbn.bits"), ("seed=true", "seed")):
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             check_values(cfg_factory(*tiny(*override.split())))

@@ -254,7 +254,8 @@ def write_history(run_dir, history: torch.Tensor, shapes=((3, 2, 2), (4,))):
     assert sum(sizes) == history.shape[1]
     for e, row in enumerate(history):
         parts = row.split(sizes)
-        save_snapshot(snapshot_path(run_dir, e), {f"l{i}": p.view(s) for i, (p, s) in enumerate(zip(parts, shapes, strict=False))}, e)
+        signs = {f"l{i}": p.view(s) for i, (p, s) in enumerate(zip(parts, shapes, strict=False))}
+        save_snapshot(snapshot_path(run_dir, e), signs, e)
 
 
 def random_history(E=5, N=16, seed=0):

@@ -36,7 +36,8 @@ def test_speed_options_are_checked_and_resolved(cfg_factory):
     for override in ("compile=true", "compile=max-autotune", "compile=aot_eager", "channels_last=false"):
         check_schema(cfg_factory(override))
     assert compile_options(False) is None and compile_options(True) == {}
-    assert compile_options("max-autotune") == {"mode": "max-autotune"} and compile_options("eager") == {"backend": "eager"}
+    assert compile_options("max-autotune") == {"mode": "max-autotune"}
+    assert compile_options("eager") == {"backend": "eager"}
     assert use_channels_last("auto", "cpu") and not use_channels_last("auto", "gpu") and use_channels_last(True, "gpu")
     assert build_module(cfg_factory("dataset=digits", "trainer.accelerator=cpu")).channels_last  # the default: auto
 
@@ -94,7 +95,8 @@ def test_channels_last_computes_what_nchw_computes(cfg_factory, tmp_path, varian
     # a few logits, and a training step's gradients (float rounding differs between the layouts)
     x = torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8)
     with torch.no_grad():
-        torch.testing.assert_close(last.eval()(x), nchw.eval()(x), rtol=1e-3, atol=1e-4)  # eval with untrained BN stats: logits up to ~1e21 for scaling=none
+        # eval with untrained BN stats: logits up to ~1e21 for scaling=none
+        torch.testing.assert_close(last.eval()(x), nchw.eval()(x), rtol=1e-3, atol=1e-4)
     y = torch.arange(6)
     for m in (nchw.train(), last.train()):
         F.cross_entropy(m(x), y).backward()
@@ -132,7 +134,8 @@ def test_dynamo_takes_every_binary_layer_in_one_graph_without_recompiles(cfg_fac
     qbn_layer = net.layer3[1].conv1
     qbn_layer.set_codebook(torch.arange(16) * 29 + 3)  # QBN's callback refreshes codebooks: same size, new ids
     _steps(net, x, y, 2, 1)
-    assert (counters["frames"]["total"], counters["stats"]["unique_graphs"]) == (frames, graphs), "recompiled after warm-up"
+    seen = (counters["frames"]["total"], counters["stats"]["unique_graphs"])
+    assert seen == (frames, graphs), "recompiled after warm-up"
     assert not counters["graph_break"]
 
 
@@ -189,7 +192,8 @@ def test_every_model_trains_compiled(tmp_path, model):
     """python -m qbn.train compile=true, every model of conf/model/, at smoke size (minutes each on 2 cores)."""
     r = run_cli("qbn.train", *SMOKE, f"model={model}", "compile=true", f"hydra.run.dir={tmp_path / model}")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert (tmp_path / model / "summary.json").exists() and '"completed"' in (tmp_path / model / "summary.json").read_text()
+    summary = tmp_path / model / "summary.json"
+    assert summary.exists() and '"completed"' in summary.read_text()
 
 
 def test_compiled_run_is_a_run_of_the_same_settings(cfg_factory, tmp_path):

@@ -289,7 +289,8 @@ def test_plan_cli_prints_the_plan_and_a_bad_override_is_one_line(tmp_path):
     assert "total: 30 runs" in ok.stdout and "rewind: 8 runs" in ok.stdout
     assert not any(tmp_path.iterdir())   # nothing made
     bad = run_cli("qbn.study", "plan", "scale=nope")
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == ["qbn: study plan: In 'study': Could not find 'scale/nope'"]
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == ["qbn: study plan: In 'study': Could not find 'scale/nope'"]
 
 
 # ---- nothing lost: the study's own options and damaged runs, before anything trains ----------------

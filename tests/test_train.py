@@ -159,7 +159,8 @@ def test_failed_run_records_failure(cfg_factory, tmp_path):
 
 @pytest.mark.slow
 def test_cli_failed_run_records_failure(tmp_path):
-    r = run_cli("qbn.train", "dataset=mnist", f"dataset.data_dir={tmp_path / 'empty'}", f"paths.output_dir={tmp_path}", "name=f")
+    r = run_cli("qbn.train", "dataset=mnist", f"dataset.data_dir={tmp_path / 'empty'}", f"paths.output_dir={tmp_path}",
+                "name=f")
     assert r.returncode == 1
     assert "qbn: dataset 'mnist' not found" in r.stderr and "Traceback" not in r.stderr
     (run,) = list((tmp_path / "f").iterdir())

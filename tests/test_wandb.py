@@ -75,7 +75,8 @@ def test_offline_run_holds_config_scalars_summary_charts_and_tables(cfg_factory,
 
     kernels = json.loads((run_dir / "kernels.json").read_text())["overall"]
     hist = read_table(run_file, history["kernels/histogram"][0])
-    assert sorted(r[2] for r in hist["data"]) == sorted(kernels["histogram"]) and hist["data"][0][1] == kernels["top_ids"][0]
+    assert sorted(r[2] for r in hist["data"]) == sorted(kernels["histogram"])
+    assert hist["data"][0][1] == kernels["top_ids"][0]
     cover = read_table(run_file, history["kernels/coverage"][0])
     assert [r[1] for r in cover["data"]] == pytest.approx(kernels["coverage"]) and cover["data"][-1][2] == 1.0
     qbn = read_table(run_file, history["qbn/accuracy_bits"][0])

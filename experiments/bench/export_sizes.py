@@ -98,7 +98,8 @@ def report(label: str, module, cfg, fmt: str, ckpt_bytes: int, step_s: float) ->
     bits3 = sum(row["bits_per_weight"] * 9 * row["shape"][0] * row["shape"][1] for row in k3)
     n3 = sum(9 * row["shape"][0] * row["shape"][1] for row in k3)
     line = (f"| {label} | {fmt} | {t['file_bytes']:,} | {ckpt_bytes:,} | {ckpt_bytes / t['file_bytes']:.1f}x | "
-            f"{t['bits_per_binarized_weight']:.4f} | {bits3 / n3:.4f} | {t['bits_per_binarized_weight_with_scales']:.4f} | "
+            f"{t['bits_per_binarized_weight']:.4f} | {bits3 / n3:.4f} | "
+            f"{t['bits_per_binarized_weight_with_scales']:.4f} | "
             f"{t_export:.2f} s = {t_export / step_s:.1f} steps | {t_load:.2f} s = {t_load / step_s:.1f} steps |")
     return buf, line
 
@@ -151,7 +152,8 @@ def trained_report(run_dir: str) -> list[str]:
     print("|---|---|---|---|")
     packed, step, t_export, t_load = interleaved_times(module, cfg, "packed")
     entropy_buf, _, t_export_e, t_load_e = interleaved_times(module, cfg, "entropy")
-    notes.append(f"{name}: one training step {step:.3f} s; export {t_export / step:.2f} steps (entropy {t_export_e / step:.2f}), "
+    notes.append(f"{name}: one training step {step:.3f} s; "
+                 f"export {t_export / step:.2f} steps (entropy {t_export_e / step:.2f}), "
                  f"load {t_load / step:.2f} steps (entropy {t_load_e / step:.2f}); interleaved medians of 3")
     line, _ = trained_line("packed", packed)
     print(line)
@@ -167,13 +169,15 @@ def trained_report(run_dir: str) -> list[str]:
         line, t = trained_line("entropy", entropy_buf, h / 9 + 0.015, f"<= H/9 + 0.015 = {h / 9 + 0.015:.4f}:")
         print(line)
         notes.append(f"{name}: kernel entropy (kernels.json) {h:.4f} bits, H/9 = {h / 9:.4f}; entropy format "
-                     f"{t['bits_per_binarized_weight']:.4f}, gap {t['bits_per_binarized_weight'] - h / 9:+.4f} bit/weight")
+                     f"{t['bits_per_binarized_weight']:.4f}, "
+                     f"gap {t['bits_per_binarized_weight'] - h / 9:+.4f} bit/weight")
         q = copy.deepcopy(module)
         layers = quantizable_layers(q.net)
         quantize(layers, {k: 5 for k in layers})
         line, tq = trained_line("QBN n=5 (quantized here), packed", export_module(q, cfg), 5 / 9 + 0.005, "<= 0.5606:")
         print(line)
-        line, tq = trained_line("QBN n=5 (quantized here), entropy", export_module(q, cfg, fmt="entropy"), 5 / 9, "< 5/9:")
+        line, tq = trained_line("QBN n=5 (quantized here), entropy", export_module(q, cfg, fmt="entropy"),
+                                5 / 9, "< 5/9:")
         print(line)
     folded = export_module(module, cfg, fold_bn=True)
     line, _ = trained_line("packed --fold", folded)
@@ -181,7 +185,8 @@ def trained_report(run_dir: str) -> list[str]:
     test = test_batches(cfg)
     a, b = predictions(packed, test), predictions(folded, test)
     labels = torch.cat([y for _, y in test])
-    notes.append(f"{name}: --fold {len(folded):,} B vs packed {len(packed):,} B ({1 - len(folded) / len(packed):.1%} smaller); "
+    notes.append(f"{name}: --fold {len(folded):,} B vs packed {len(packed):,} B "
+                 f"({1 - len(folded) / len(packed):.1%} smaller); "
                  f"{int((a != b).sum())} of {len(a)} test predictions change ({(a != b).float().mean():.2%}); "
                  f"accuracy {(a == labels).float().mean():.2%} packed, {(b == labels).float().mean():.2%} folded")
     return notes
@@ -190,12 +195,16 @@ def trained_report(run_dir: str) -> list[str]:
 def budget_table(run_dirs: list[str]) -> list[str]:
     """QBN fine-tuning runs side by side: how n was chosen, n per layer, bits, test accuracy."""
     print("\n### Bit budget vs one n for every layer (same BWN, same fine-tuning)\n")
-    print("| run | choice | n per 3x3 layer | bits/binarized weight (qbn.kernels accounting: 9 bits per codeword) | test accuracy |")
+    print("| run | choice | n per 3x3 layer "
+          "| bits/binarized weight (qbn.kernels accounting: 9 bits per codeword) | test accuracy |")
     print("|---|---|---|---|---|")
     for run in run_dirs:
         s = json.loads((Path(run) / "summary.json").read_text())
         q = s.get("qbn") or {}
-        choice = f"n = {q['bits']}" if q.get("bits") is not None else f"budget {q.get('budget')} ({q.get('allocation', 'coverage')})"
+        if q.get("bits") is not None:
+            choice = f"n = {q['bits']}"
+        else:
+            choice = f"budget {q.get('budget')} ({q.get('allocation', 'coverage')})"
         ns = " ".join(str(n) for n in (s.get("qbn_bits") or {}).values())
         acc = s.get("test/acc", s.get("test_acc"))
         print(f"| {Path(run).parent.name} | {choice} | {ns} | {s.get('bits_per_weight', float('nan')):.4f} | "

@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.benchmark = True
-    head = (f"{torch.cuda.get_device_name()}, torch {torch.__version__}, TF32 off, {a.rounds} rounds x {a.steps} steps; "
+    head = (f"{torch.cuda.get_device_name()}, torch {torch.__version__}, TF32 off, "
+            f"{a.rounds} rounds x {a.steps} steps; "
             "ratios of median step times (ref: the first layout's eager FP step)")
     lines = [head, "", "| model | batch | layout | compile | FP ms | BWN ms | BWN/FP | FP/ref | BWN/ref |",
              "|---|---|---|---|---|---|---|---|---|"]

@@ -34,7 +34,8 @@ def equality() -> None:
                 grads.append([p.grad for p in net.parameters()])
             diff = max((a - b).abs().max().item() for a, b in zip(*grads, strict=True))
             same = all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
-            print(f"{scaling:9s} {ste:8s} outputs equal {torch.equal(*outs)}, gradients equal {same} (max diff {diff:.1e})")
+            print(f"{scaling:9s} {ste:8s} outputs equal {torch.equal(*outs)}, "
+                  f"gradients equal {same} (max diff {diff:.1e})")
     torch.use_deterministic_algorithms(False)
 
 

@@ -29,7 +29,8 @@ def train(data_dir: Path, size: int, run_dir: Path, *extra: str) -> tuple[float,
     cmd = [sys.executable, "-m", "qbn.train", "dataset=image_folder", f"dataset.data_dir={data_dir}",
            f"dataset.image_size={size}", f"hydra.run.dir={run_dir}", *extra]
     start = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=dict(os.environ, WANDB_MODE="offline"))
+    r = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                       env=dict(os.environ, WANDB_MODE="offline"))
     wall = time.perf_counter() - start
     if r.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{r.stderr[-2000:]}")
@@ -55,7 +56,8 @@ def main() -> None:
         one_epoch = ["trainer.max_epochs=1", "report=false", "callbacks.kernel_stats.figures=false"]
         old, new = [], []
         for i in range(args.repeats):
-            old.append(train(data, args.size, tmp / f"old{i}", *one_epoch, "dataset.num_workers=8", "dataset.resize=256")[0])
+            old.append(train(data, args.size, tmp / f"old{i}", *one_epoch,
+                             "dataset.num_workers=8", "dataset.resize=256")[0])
             new.append(train(data, args.size, tmp / f"new{i}", *one_epoch)[0])
         print(f"one epoch: earlier defaults (8 workers, resize 256) {min(old):.1f} s, today's {min(new):.1f} s; "
               f"ratio {min(old) / min(new):.2f}x (best of {args.repeats}, interleaved)")

@@ -68,7 +68,8 @@ def main() -> None:
     kernel_pass(layers, args.bits)
     t_step = best_of(step, args.repeats)
     t_kernels = best_of(lambda: kernel_pass(layers, args.bits), args.repeats)
-    print(f"resnet18 (32x32 stem), CPU, {torch.get_num_threads()} threads: {len(layers)} binary 3x3 layers, {kernels} kernels")
+    print(f"resnet18 (32x32 stem), CPU, {torch.get_num_threads()} threads: "
+          f"{len(layers)} binary 3x3 layers, {kernels} kernels")
     print(f"one training step (batch {args.batch}, 32x32): {t_step:.3f} s")
     print(f"kernel ids + histograms + QBN n={args.bits} codebooks and mapping: {t_kernels:.3f} s")
     print(f"ratio kernels / step = {t_kernels / t_step:.4f} (target <= 0.1)")

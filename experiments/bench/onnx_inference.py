@@ -61,7 +61,8 @@ def main() -> None:
                     times[k].append((time.perf_counter() - t) / a.calls)
         med = {k: statistics.median(v) for k, v in times.items()}
         ref = med["qbn eager"]
-        print(f"batch {batch}: " + "; ".join(f"{k} {1e3 * v:.2f} ms ({v / ref:.2f}x qbn eager)" for k, v in med.items()))
+        print(f"batch {batch}: "
+              + "; ".join(f"{k} {1e3 * v:.2f} ms ({v / ref:.2f}x qbn eager)" for k, v in med.items()))
 
 
 if __name__ == "__main__":

@@ -52,7 +52,8 @@ def kt_bits(k: int, n: int) -> float:
 
 
 def index_costs(layers) -> dict[str, float]:
-    costs = {"v2 per-layer adaptive": 0.0, "empirical per-layer entropy (floor)": 0.0, "sign-symmetric classes + sign bit": 0.0}
+    costs = {"v2 per-layer adaptive": 0.0, "empirical per-layer entropy (floor)": 0.0,
+             "sign-symmetric classes + sign bit": 0.0}
     for book, ids in layers:
         c = np.bincount(np.searchsorted(book, ids), minlength=len(book))
         costs["v2 per-layer adaptive"] += adaptive.dirichlet_bits(c, adaptive.best_prior(c))

@@ -8,10 +8,10 @@ tracker's per-step work: one sign comparison and sum per layer, counts kept on t
 last-flip step of every weight updated from the same comparison), in one
 process, so a shared machine's load hits both alike; the ratio reported is the median over rounds
 of (on block time / off block time). On a heavily shared CPU that ratio is noisy, so the tracker's
-own time inside the "on" steps is also timed and reported as 1 + tracker time / step time. Per-epoch work (the flip ratio read-back, weight statistics
-and one snapshot written to disk) is timed on its own and amortised over `steps_per_epoch`
-(430 = Fashion-MNIST's 55,000 training images / 128). Targets: step-time ratio <= 1.05,
-snapshot size <= 1.02 x N/8 bytes plus names.
+own time inside the "on" steps is also timed and reported as 1 + tracker time / step time. Per-epoch
+work (the flip ratio read-back, weight statistics and one snapshot written to disk) is timed on its
+own and amortised over `steps_per_epoch` (430 = Fashion-MNIST's 55,000 training images / 128).
+Targets: step-time ratio <= 1.05, snapshot size <= 1.02 x N/8 bytes plus names.
 """
 
 from __future__ import annotations
@@ -98,8 +98,10 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
           f"{args.rounds} rounds x 2 blocks x {args.block} steps")
-    print(f"step time off: median {1000 * step_off:.1f} ms; on: median {1000 * statistics.median(on_times) / args.block:.1f} ms")
-    print(f"per-step ratio on/off: median {median_ratio:.4f} (min {min(ratios):.4f}, max {max(ratios):.4f}; target <= 1.05)")
+    print(f"step time off: median {1000 * step_off:.1f} ms; "
+          f"on: median {1000 * statistics.median(on_times) / args.block:.1f} ms")
+    print(f"per-step ratio on/off: median {median_ratio:.4f} "
+          f"(min {min(ratios):.4f}, max {max(ratios):.4f}; target <= 1.05)")
     direct = 1 + statistics.median(instrument_s) / step_off
     mean_based = 1 + sum(instrument_s) / (sum(on_times) - sum(instrument_s))
     print(f"tracker's own time per step: median {1000 * statistics.median(instrument_s):.2f} ms, mean "
@@ -108,7 +110,8 @@ def main() -> None:
     print(f"per-epoch work (flip read-back + weight stats + snapshot): {1000 * per_epoch:.1f} ms; "
           f"amortised over {args.steps_per_epoch} steps: +{epoch_share:.5f}; all instruments: "
           f"{direct + epoch_share:.4f} (median tracker), {median_ratio + epoch_share:.4f} (alternated blocks)")
-    print(f"snapshot: {size} bytes for N = {n} binarized weights; N/8 = {n / 8:.0f}; size / (N/8) = {size / (n / 8):.4f}; "
+    print(f"snapshot: {size} bytes for N = {n} binarized weights; N/8 = {n / 8:.0f}; "
+          f"size / (N/8) = {size / (n / 8):.4f}; "
           f"(size - {names} bytes of names) / (N/8) = {(size - names) / (n / 8):.4f} (target <= 1.02)")
 
 

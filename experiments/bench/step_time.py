@@ -141,7 +141,8 @@ def lightning_vs_plain(batch: int, steps: int, blocks: int) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=24, help="interleaved steps per model (resnet18: a quarter, at least 5)")
+    p.add_argument("--rounds", type=int, default=24,
+                   help="interleaved steps per model (resnet18: a quarter, at least 5)")
     p.add_argument("--blocks", type=int, default=5, help="Lightning and plain runs, alternated")
     p.add_argument("--steps", type=int, default=40, help="training steps in each Lightning or plain run")
     p.add_argument("--batch", type=int, default=128)

@@ -61,7 +61,8 @@ def table(name: str, med: dict, layouts, modes, threads, reference_threads: int)
     ref = med.get(("nchw", "eager", reference_threads, "FP"))
     lines = [f"{name}: reference eager NCHW FP, {reference_threads} threads"
              + (f" = {1e3 * ref:.1f} ms/step" if ref else " (not measured: ratios to it left out)"),
-             "| layout | compile | threads | FP ms | BWN ms | BWN/FP | FP/ref | BWN/ref |", "|---|---|---|---|---|---|---|---|"]
+             "| layout | compile | threads | FP ms | BWN ms | BWN/FP | FP/ref | BWN/ref |",
+             "|---|---|---|---|---|---|---|---|"]
     for layout in layouts:
         for mode in modes:
             for t in threads:

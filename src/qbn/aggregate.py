@@ -49,7 +49,8 @@ def summary_table(rows: list[dict]) -> list[dict]:
         done = [r for r in rs if r.get("status") == "completed"]
         m, s, n = mean_std([r.get("test/acc") for r in done])
         vm, vs, _ = mean_std([r.get("val/acc_best") for r in done])
-        table.append({"group": key, "n": n, "jobs": len(rs), "test_mean": m, "test_std": s, "val_mean": vm, "val_std": vs,
+        table.append({"group": key, "n": n, "jobs": len(rs), "test_mean": m, "test_std": s,
+                      "val_mean": vm, "val_std": vs,
                       "seeds": sorted({r.get("seed") for r in done if r.get("seed") is not None})})
     return table
 
@@ -61,7 +62,8 @@ def plot_groups(path: Path, table: list[dict]) -> None:
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(rows) + 2), 3.5))
-    ax.bar(range(len(rows)), [100 * t["test_mean"] for t in rows], yerr=[100 * t["test_std"] for t in rows], capsize=4, color="#4477aa")
+    ax.bar(range(len(rows)), [100 * t["test_mean"] for t in rows], yerr=[100 * t["test_std"] for t in rows],
+           capsize=4, color="#4477aa")
     ax.set_xticks(range(len(rows)), [t["group"].replace(" ", "\n") for t in rows], fontsize=8)
     lo = min(100 * (t["test_mean"] - t["test_std"]) for t in rows)
     ax.set_ylim(max(0, lo - 5), 100)
@@ -81,10 +83,12 @@ def aggregate(sweep_dir: str | Path) -> list[dict]:
         raise QbnError(f"{sweep_dir} holds no job directories (folders with .hydra/): give a multirun directory")
     table = summary_table(rows)
     plot_groups(sweep_dir / "figures" / "test_acc.png", table)
-    lines = [f"# Sweep {sweep_dir.name}", "", f"{len(rows)} jobs, {sum(r.get('status') == 'completed' for r in rows)} completed.", "",
+    completed = sum(r.get("status") == "completed" for r in rows)
+    lines = [f"# Sweep {sweep_dir.name}", "", f"{len(rows)} jobs, {completed} completed.", "",
              "| setting | seeds | test acc % (mean ± std) | best val acc % |", "|---|---|---|---|"]
     for t in table:
-        lines.append(f"| {t['group']} | {t['n']}/{t['jobs']} | {pct(t['test_mean'])} ± {pct(t['test_std'])} | {pct(t['val_mean'])} |")
+        lines.append(f"| {t['group']} | {t['n']}/{t['jobs']} | {pct(t['test_mean'])} ± {pct(t['test_std'])} "
+                     f"| {pct(t['val_mean'])} |")
     failed = [r for r in rows if r.get("status") != "completed"]
     if failed:
         lines += ["", "## Jobs that did not complete", ""]

@@ -77,7 +77,8 @@ def check_compatible(state_dict: dict, model: nn.Module, source: str = "checkpoi
         k, theirs, ours = shapes[0]
         parts.append(f"{len(shapes)} shape mismatches (e.g. {k}: {theirs} in the {source}, {ours} in the model)")
     raise CheckpointError(f"the {source} does not fit this model: " + "; ".join(parts) +
-                          ". Use the same model, dataset (classes, channels) and binary policy as the run that wrote it.")
+                          ". Use the same model, dataset (classes, channels) and binary policy as the run that "
+                          "wrote it.")
 
 
 def _optional(key: str) -> bool:

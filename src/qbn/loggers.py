@@ -30,7 +30,8 @@ class _AppendingWriter(ExperimentWriter):
             return
         if self.resume_epoch is None:
             # never silently lost
-            os.replace(self.metrics_file_path, os.path.join(os.path.dirname(self.metrics_file_path), RunDir.OLD_METRICS))
+            old = os.path.join(os.path.dirname(self.metrics_file_path), RunDir.OLD_METRICS)
+            os.replace(self.metrics_file_path, old)
             return
         with open(self.metrics_file_path, newline="") as f:
             reader = csv.DictReader(f)
@@ -81,7 +82,8 @@ def wandb_run(loggers):
     return None
 
 
-def wandb_table(loggers, key: str, columns: list[str], rows: list[list], lines: dict[str, tuple[str, str]] | None = None,
+def wandb_table(loggers, key: str, columns: list[str], rows: list[list],
+                lines: dict[str, tuple[str, str]] | None = None,
                 bars: dict[str, tuple[str, str]] | None = None) -> None:
     """Log a table as `key`, and W&B line / bar charts of its columns: {chart key: (x column, y column)}."""
     run = wandb_run(loggers)

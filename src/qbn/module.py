@@ -222,7 +222,8 @@ def build_backbone(cfg: DictConfig) -> torch.nn.Module:
     finally:
         net.train(was_training)
     if out.shape[-1] != ds.num_classes:
-        raise ConfigError(f"model '{cfg.model.name}' gives {out.shape[-1]} outputs, dataset has {ds.num_classes} classes")
+        raise ConfigError(f"model '{cfg.model.name}' gives {out.shape[-1]} outputs, "
+                          f"dataset has {ds.num_classes} classes")
     return net
 
 

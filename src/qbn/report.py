@@ -115,13 +115,17 @@ def flip_section(run_dir: Path) -> str:
         xs = sorted(m[key])
         ax.plot(xs, [max(m[key][x], 1e-9) for x in xs], color=color, lw=0.9, alpha=0.8)
     xs = sorted(overall)
-    ax.plot(xs, [max(overall[x], 1e-9) for x in xs], color="black", lw=2.2, marker="o", ms=3, label="all binarized weights")
+    ax.plot(xs, [max(overall[x], 1e-9) for x in xs], color="black", lw=2.2, marker="o", ms=3,
+            label="all binarized weights")
     ax.set_yscale("log")
-    label_axes(ax, "epoch", "mean step flip ratio", "sign flips per optimizer step (epoch mean); thin: layers, shallow (purple) to deep (yellow)", title_size=9, legend_size=8, grid_which="both")
+    label_axes(ax, "epoch", "mean step flip ratio",
+               "sign flips per optimizer step (epoch mean); thin: layers, shallow (purple) to deep (yellow)",
+               title_size=9, legend_size=8, grid_which="both")
     fig_path = _save(fig, run_dir, "flip_ratio.png")
     first, last = xs[0], xs[-1]
     return "\n".join(["## Sign flips", "",
-                      f"Mean step flip ratio: {overall[first]:.2e} in epoch {first}, {overall[last]:.2e} in epoch {last}.", "",
+                      f"Mean step flip ratio: {overall[first]:.2e} in epoch {first}, "
+                      f"{overall[last]:.2e} in epoch {last}.", "",
                       f"![flip ratio]({fig_path})"])
 
 
@@ -172,7 +176,8 @@ def signs_section(run_dir: Path) -> str:
     im = ax.imshow(grid, aspect="auto", cmap="magma_r", vmin=epochs[0], vmax=epochs[-1])
     for i, row in enumerate(grid):
         for j, v in enumerate(row):
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=7, color="white" if v > (epochs[0] + epochs[-1]) / 2 else "black")
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+                    color="white" if v > (epochs[0] + epochs[-1]) / 2 else "black")
     ax.set_xticks(range(len(qs)), qs)
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.set_title("sign-freeze epoch per layer", fontsize=9)
@@ -185,7 +190,8 @@ def signs_section(run_dir: Path) -> str:
               "|---|" + "---|" * (len(qs) + 1),
               "| all layers | " + " | ".join(str(o[q]) for q in qs) + f" | {pct(o['changed_from_init'])} |", "",
               "d_e % by epoch: " + ", ".join(f"{e}: {100 * d:.1f}" for e, d in zip(epochs, o["d_e"], strict=False)), "",
-              "Layers that settle last (E_0.95): " + ", ".join(f"{nm} ({layers[nm].get('E_0.95')})" for nm in latest), "",
+              "Layers that settle last (E_0.95): "
+              + ", ".join(f"{nm} ({layers[nm].get('E_0.95')})" for nm in latest), "",
               f"![distance to final]({dist_fig})", "", f"![last flip]({hist_fig})", "", f"![freeze epochs]({heat_fig})"]
     return "\n".join(lines)
 
@@ -251,13 +257,15 @@ def weights_section(run_dir: Path) -> str:
                 layer = key.split("/", 2)[2]
                 lo, hi = m.get(f"weights/alpha_min/{layer}", {}), m.get(f"weights/alpha_max/{layer}", {})
                 if lo and hi:
-                    ax.fill_between(xs, [lo.get(x, math.nan) for x in xs], [hi.get(x, math.nan) for x in xs], color=color, alpha=0.04)
+                    ax.fill_between(xs, [lo.get(x, math.nan) for x in xs], [hi.get(x, math.nan) for x in xs],
+                                    color=color, alpha=0.04)
         if stat == "clip_share" and "weights/clip_share" in m:
             xs = sorted(m["weights/clip_share"])
             ax.plot(xs, [m["weights/clip_share"][x] for x in xs], color="black", lw=2, label="all layers")
             ax.legend(fontsize=8)
         if not keys:
-            ax.text(0.5, 0.5, "no alpha (scaling none)" if stat == "alpha_mean" else "not logged", ha="center", va="center", transform=ax.transAxes)
+            ax.text(0.5, 0.5, "no alpha (scaling none)" if stat == "alpha_mean" else "not logged",
+                    ha="center", va="center", transform=ax.transAxes)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -320,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         path = write_report(args[0])
         return f"wrote {path} and {len(report_figures(args[0]))} figures in {RunDir(args[0]).figures}"
 
-    return command(sys.argv[1:] if argv is None else argv, "python -m qbn.report RUN_DIR", lambda a: len(a) == 1, report)
+    return command(sys.argv[1:] if argv is None else argv, "python -m qbn.report RUN_DIR", lambda a: len(a) == 1,
+                   report)
 
 
 if __name__ == "__main__":

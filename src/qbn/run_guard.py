@@ -35,7 +35,8 @@ from .rundir import RunDir, read_summary, run_config
 
 # Settings that do not change what a run computes: they may differ when a run directory is met again.
 NOT_RESULTS = ("resume", "overwrite", "name", "run", "sweep", "paths", "report", "test_after_fit", "logger",
-               "callbacks.progress", "callbacks.model_summary", "dataset.num_workers", "dataset.data_dir", "trainer.enable_model_summary",
+               "callbacks.progress", "callbacks.model_summary", "dataset.num_workers", "dataset.data_dir",
+               "trainer.enable_model_summary",
                "trainer.enable_progress_bar", "trainer.accelerator", "trainer.devices",
                "channels_last", "compile")  # how the step is computed, not what (qbn.speed)
 # ... and what training on (resume=, or an interrupted job run again) may change besides.
@@ -65,7 +66,8 @@ def task_config(cfg: DictConfig) -> DictConfig:
     return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
 
 
-def config_diff(saved: DictConfig, new: DictConfig, allowed: tuple[str, ...] = NOT_RESULTS) -> list[tuple[str, object, object]]:
+def config_diff(saved: DictConfig, new: DictConfig,
+                allowed: tuple[str, ...] = NOT_RESULTS) -> list[tuple[str, object, object]]:
     """(key, saved value, new value) for each setting that differs, unresolved (interpolations
     such as ${seed} compare as written), except keys under `allowed` and keys the saved config does
     not have (options a later qbn added: a run saved before them is still the same run)."""
@@ -171,8 +173,8 @@ def looks_like_run_dir(run_dir: Path) -> bool:
 
 def clear_outputs(run_dir: Path, outputs: tuple[str, ...]) -> list[str]:
     """Remove what an earlier run wrote in `run_dir` (the entries `outputs` names: qbn.run_outputs'
-    RUN_OUTPUTS, and only in a qbn run directory; nothing else there is touched); returns the names removed. Hydra's job log (<job>.log) is emptied, not removed:
-    this run's log is already open there."""
+    RUN_OUTPUTS, and only in a qbn run directory; nothing else there is touched); returns the names
+    removed. Hydra's job log (<job>.log) is emptied, not removed: this run's log is already open there."""
     run_dir = Path(run_dir)
     if not looks_like_run_dir(run_dir):
         return []

@@ -224,7 +224,8 @@ def check_instruments(cfg: DictConfig) -> None:
     apply_rewind; a trunk: sign snapshots at every epoch end)."""
     on = cfg.callbacks
     if (cfg.qbn.bits is not None or cfg.qbn.budget is not None) and not on.get("codebook"):
-        raise ConfigError("qbn.bits / qbn.budget turn QBN on, but callbacks.codebook is off: drop callbacks.codebook=null")
+        raise ConfigError("qbn.bits / qbn.budget turn QBN on, but callbacks.codebook is off: "
+                          "drop callbacks.codebook=null")
     if OmegaConf.select(cfg, "qbn.distill.weight", default=0) and not on.get("distill"):
         raise ConfigError("qbn.distill.weight > 0 distils from a teacher, but callbacks.distill is off: "
                           "drop callbacks.distill=null")

@@ -244,7 +244,10 @@ def save_snapshot(path: str | Path, signs: dict[str, torch.Tensor], epoch: int, 
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    flat = torch.cat([s.detach().reshape(-1).bool().cpu() for s in signs.values()]) if signs else torch.zeros(0, dtype=torch.bool)
+    if signs:
+        flat = torch.cat([s.detach().reshape(-1).bool().cpu() for s in signs.values()])
+    else:
+        flat = torch.zeros(0, dtype=torch.bool)
     payload = {
         "format": SNAPSHOT_FORMAT, "epoch": int(epoch),
         # one line per layer, "name d0,d1,...": a few bytes per layer instead of pickled lists

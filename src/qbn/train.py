@@ -222,7 +222,8 @@ def _stopped_advice(error: BaseException) -> str:
     if not RunDir(run_dir).last_ckpt.exists():
         return f"{stopped} during its first epoch, before any checkpoint: nothing to resume; start it again"
     options = [o for o in hc.overrides.task if o.split("=", 1)[0] not in ("resume", "hydra.run.dir", "overwrite")]
-    return f"{stopped}; resume it with: python -m qbn.train {' '.join(options + [f'resume={run_dir}'])}".replace("  ", " ")
+    command = " ".join(options + [f"resume={run_dir}"])
+    return f"{stopped}; resume it with: python -m qbn.train {command}".replace("  ", " ")
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")

@@ -9,6 +9,6 @@ from .ste import STE_MODES, sign, sign_ste
 
 __all__ = [
     "BINARY_LAYERS", "SCALINGS", "STE_MODES", "BinaryConv2d", "BinaryLinear", "BinaryPolicy",
-    "binarize", "binary_layers", "binary_param_count", "group_binarization", "is_grouped", "make_scaling", "pack_bits", "sign",
-    "sign_ste", "unpack_bits",
+    "binarize", "binary_layers", "binary_param_count", "group_binarization", "is_grouped", "make_scaling", "pack_bits",
+    "sign", "sign_ste", "unpack_bits",
 ]

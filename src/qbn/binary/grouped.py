@@ -36,7 +36,10 @@ class _GroupBinarize(torch.autograd.Function):
         k = len(rows)
         weights, given = tensors[:k], tensors[k:]
         n = weights[0].shape[1:].numel()
-        w = weights[0].reshape(rows[0], n) if k == 1 else torch.cat([t.reshape(r, n) for t, r in zip(weights, rows, strict=True)])
+        if k == 1:
+            w = weights[0].reshape(rows[0], n)
+        else:
+            w = torch.cat([t.reshape(r, n) for t, r in zip(weights, rows, strict=True)])
         b = sign(w)
         inside = None
         if mode == "xnor":
@@ -58,7 +61,10 @@ class _GroupBinarize(torch.autograd.Function):
     def backward(ctx, *grads: torch.Tensor):
         w, b, alpha, inside = ctx.saved_tensors
         k, n = len(ctx.rows), w.shape[1]
-        g = grads[0].reshape(w.shape) if k == 1 else torch.cat([gr.reshape(r, n) for gr, r in zip(grads, ctx.rows, strict=True)])
+        if k == 1:
+            g = grads[0].reshape(w.shape)
+        else:
+            g = torch.cat([gr.reshape(r, n) for gr, r in zip(grads, ctx.rows, strict=True)])
         alpha_grad_needed = ctx.mode == "given" and any(ctx.needs_input_grad[3 + k:])
         if ctx.clipped and inside is None:
             inside = clip_mask(w)

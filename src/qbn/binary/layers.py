@@ -91,7 +91,8 @@ class BinaryWeightMixin:
         if signs.shape != self.weight.shape or (mask is not None and mask.shape != self.weight.shape):
             raise ValueError(f"fixed signs of shape {tuple(signs.shape)} do not fit weight {tuple(self.weight.shape)}")
         if self._codebook_ids() is not None:
-            raise ValueError("this layer is quantized to a kernel codebook (QBN); fixed signs and a codebook cannot be combined")
+            raise ValueError("this layer is quantized to a kernel codebook (QBN); "
+                             "fixed signs and a codebook cannot be combined")
         self.fixed_signs = signs.to(device=self.weight.device, dtype=torch.bool).clone()
         self.fixed_mask = None if mask is None else mask.to(device=self.weight.device, dtype=torch.bool).clone()
 
@@ -137,9 +138,11 @@ class BinaryWeightMixin:
     def _check_codebook(self) -> None:
         """Refuse a codebook where it cannot apply; checked when one is set or loaded, not per forward."""
         if not (self.weight.dim() == 4 and tuple(self.weight.shape[-2:]) == (3, 3)):
-            raise ValueError(f"only 3x3 binary convs take a kernel codebook; this layer's weight is {tuple(self.weight.shape)}")
+            raise ValueError("only 3x3 binary convs take a kernel codebook; "
+                             f"this layer's weight is {tuple(self.weight.shape)}")
         if self.fixed_signs is not None:
-            raise ValueError("this layer has fixed signs (rewinding); fixed signs and a kernel codebook (QBN) cannot be combined")
+            raise ValueError("this layer has fixed signs (rewinding); "
+                             "fixed signs and a kernel codebook (QBN) cannot be combined")
 
     @torch.no_grad()
     def codebook_indices(self) -> torch.Tensor:
@@ -164,7 +167,10 @@ class BinaryWeightMixin:
             self._check_codebook()
 
     def extra_repr(self) -> str:
-        fixed = "" if self.fixed_signs is None else (", signs=fixed" if self.fixed_mask is None else ", signs=partly fixed")
+        if self.fixed_signs is None:
+            fixed = ""
+        else:
+            fixed = ", signs=fixed" if self.fixed_mask is None else ", signs=partly fixed"
         if self.codebook is not None:
             fixed += f", codebook={self.codebook.numel()}"
         if self.patterns is not None:

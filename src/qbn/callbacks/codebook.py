@@ -114,15 +114,17 @@ class QBNCallback(pl.Callback):
         self.report.update(quantize(todo, {k: self.bits[k] for k in todo}, self.settings.codebook == "shared"))
         self.done += list(todo)
         changed = sum(self.report[k].get("signs_changed", 0.0) * self.report[k]["kernels"] for k in todo)
+        kernels = max(sum(self.report[k]["kernels"] for k in todo), 1)
         log.info("QBN: quantized %d layers (n = %s); %.2f %% of their signs changed", len(todo),
-                 ",".join(str(n) for n in sorted({self.bits[k] for k in todo})), 100 * changed / max(sum(self.report[k]["kernels"] for k in todo), 1))
+                 ",".join(str(n) for n in sorted({self.bits[k] for k in todo})), 100 * changed / kernels)
         for k in todo:
             if self.report[k].get("note"):
                 log.info("QBN: %s: %s", k, self.report[k]["note"])
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.settings.progressive and len(self.done) < len(self.order):
-            due = progressive_due(trainer.current_epoch, len(self.order), trainer.max_epochs or 1, self.settings.progressive_every)
+            due = progressive_due(trainer.current_epoch, len(self.order), trainer.max_epochs or 1,
+                                  self.settings.progressive_every)
             self._quantize(pl_module, self.order[:due])
             self._record(trainer, pl_module)
 
@@ -136,7 +138,8 @@ class QBNCallback(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         k = int(self.settings.refresh_every)
         if k and trainer.global_step % k == 0:
-            refresh({n: m for n, m in self._layers(pl_module).items() if n in self.done}, self.settings.codebook == "shared")
+            done = {n: m for n, m in self._layers(pl_module).items() if n in self.done}
+            refresh(done, self.settings.codebook == "shared")
         if self.settings.learned:
             final = final_batch(trainer, batch_idx)
             every = int(self.settings.learned_reseed_every)

@@ -119,9 +119,11 @@ class CIFAR10DataModule(ArrayDataModule):
         except Exception as e:
             folder = self.data_dir / self.tv_class.base_folder
             raise _missing(self.name, self.data_dir, [
-                f"unpack the python version of the dataset ({self.tv_class.filename}) so that {folder} holds its batch files",
+                f"unpack the python version of the dataset ({self.tv_class.filename}) "
+                f"so that {folder} holds its batch files",
                 "set dataset.data_dir=DIR or export QBN_DATA_DIR=DIR to where it is",
-                f"let torchvision download it: dataset.download=true (needs the network; last error: {type(e).__name__})",
+                "let torchvision download it: dataset.download=true "
+                f"(needs the network; last error: {type(e).__name__})",
             ]) from None
 
     def load_arrays(self):

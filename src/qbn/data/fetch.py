@@ -16,12 +16,14 @@ from .datasets import DEBIAN_FASHION_MNIST, FashionMNISTDataModule
 
 
 def fetch_fashion_mnist(data_dir: str) -> None:
-    if not (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists() and shutil.which("apt-get") and os.geteuid() == 0:
-        if not (FashionMNISTDataModule(name="fashion_mnist", data_dir=data_dir)._raw_dir() / "t10k-labels-idx1-ubyte").exists():
+    can_install = shutil.which("apt-get") and os.geteuid() == 0
+    if not (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists() and can_install:
+        raw_dir = FashionMNISTDataModule(name="fashion_mnist", data_dir=data_dir)._raw_dir()
+        if not (raw_dir / "t10k-labels-idx1-ubyte").exists():
             print("qbn: installing Debian's dataset-fashion-mnist ...", flush=True)
             env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-            subprocess.run(["apt-get", "install", "-y", "-qq", "dataset-fashion-mnist"], env=env, stdin=subprocess.DEVNULL,
-                           check=False, stdout=subprocess.DEVNULL)
+            subprocess.run(["apt-get", "install", "-y", "-qq", "dataset-fashion-mnist"], env=env,
+                           stdin=subprocess.DEVNULL, check=False, stdout=subprocess.DEVNULL)
     dm = FashionMNISTDataModule(name="fashion_mnist", data_dir=data_dir, download=True)
     x, _, tx, _ = dm.load_arrays()
     print(f"qbn: Fashion-MNIST ready in {dm._raw_dir()} ({len(x)} train, {len(tx)} test images)")

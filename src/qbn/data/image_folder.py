@@ -35,7 +35,8 @@ class SkippingImageFolder(datasets.ImageFolder):
         except (OSError, SyntaxError, ValueError) as e:  # PIL: unidentified, truncated or broken files
             if path not in _named:
                 _named.add(path)
-                log.warning("skipped unreadable image %s (%s); replace or delete it", path, str(e).splitlines()[0][:120])
+                log.warning("skipped unreadable image %s (%s); replace or delete it",
+                            path, str(e).splitlines()[0][:120])
             return None
         return (self.transform(sample) if self.transform else sample), target
 
@@ -65,12 +66,14 @@ class ImageFolderDataModule(pl.LightningDataModule):
 
     def classes(self) -> list[str]:
         """The class folders, the same in the train and test splits (else one clear error)."""
-        train, test = (datasets.folder.find_classes(str(self._folder(s)))[0] for s in (self.train_split, self.test_split))
+        train, test = (datasets.folder.find_classes(str(self._folder(s)))[0]
+                       for s in (self.train_split, self.test_split))
         if train != test:
             only = sorted(set(train) ^ set(test))
             raise DatasetMissingError(
-                f"dataset '{self.name}': {self.root / self.train_split} and {self.root / self.test_split} have different "
-                f"class folders ({len(train)} and {len(test)}; not in both: {', '.join(only[:5])}): give both splits the same classes")
+                f"dataset '{self.name}': {self.root / self.train_split} and {self.root / self.test_split} "
+                f"have different class folders ({len(train)} and {len(test)}; "
+                f"not in both: {', '.join(only[:5])}): give both splits the same classes")
         return train
 
     def _image_folder(self, split: str, transform) -> SkippingImageFolder:
@@ -78,8 +81,9 @@ class ImageFolderDataModule(pl.LightningDataModule):
         try:
             return SkippingImageFolder(str(folder), transform=transform)
         except FileNotFoundError as e:  # torchvision: a class folder without a single image file
+            image_exts = datasets.folder.IMG_EXTENSIONS
             empty = [d for d in sorted(folder.iterdir()) if d.is_dir() and not any(
-                datasets.folder.has_file_allowed_extension(f.name, datasets.folder.IMG_EXTENSIONS) for f in d.rglob("*"))]
+                datasets.folder.has_file_allowed_extension(f.name, image_exts) for f in d.rglob("*"))]
             where = empty[0] if empty else folder
             raise DatasetMissingError(
                 f"dataset '{self.name}': class folder {where} holds no images ({str(e).split('. ')[0][:80]}); add "
@@ -91,7 +95,8 @@ class ImageFolderDataModule(pl.LightningDataModule):
             raise DatasetMissingError(
                 f"dataset '{self.name}': no image folder at {path}. Lay it out as "
                 f"{self.root}/{self.train_split}/<class>/<image> and {self.root}/{self.test_split}/<class>/<image>, "
-                "then set dataset.data_dir to its root (for ImageNet, the train and val folders with class sub-folders)")
+                "then set dataset.data_dir to its root "
+                "(for ImageNet, the train and val folders with class sub-folders)")
         return path
 
     def prepare_data(self) -> None:
@@ -101,7 +106,8 @@ class ImageFolderDataModule(pl.LightningDataModule):
         if hasattr(self, "train_set"):
             return
         s = self.image_size
-        train_tf = transforms.Compose([transforms.RandomResizedCrop(s), transforms.RandomHorizontalFlip(), transforms.ToTensor()])
+        train_tf = transforms.Compose([transforms.RandomResizedCrop(s), transforms.RandomHorizontalFlip(),
+                                       transforms.ToTensor()])
         eval_tf = transforms.Compose([transforms.Resize(self.resize), transforms.CenterCrop(s), transforms.ToTensor()])
         train_dir = self._folder(self.train_split)
         full_train = self._image_folder(self.train_split, train_tf)
@@ -111,7 +117,10 @@ class ImageFolderDataModule(pl.LightningDataModule):
                 f"dataset '{self.name}': {train_dir} has {len(full_train.classes)} classes but the config says "
                 f"num_classes={self.num_classes}; set dataset.num_classes={len(full_train.classes)}")
         order = torch.randperm(len(full_train), generator=torch.Generator().manual_seed(self.split_seed)).tolist()
-        n_val = int(self.val_size * len(order)) if isinstance(self.val_size, float) else min(int(self.val_size), len(order) // 2)
+        if isinstance(self.val_size, float):
+            n_val = int(self.val_size * len(order))
+        else:
+            n_val = min(int(self.val_size), len(order) // 2)
         train_idx = order[n_val:][: self.train_subset or None]
         self.train_set = Subset(full_train, train_idx)
         self.val_set = Subset(full_val, order[:n_val])

@@ -15,6 +15,6 @@ from .sizes import size_report
 from .writer import model_spec, pack_module
 
 __all__ = [
-    "DEFAULT_NAME", "PackedFileError", "PackedModel", "export", "export_module", "export_with_report", "is_packed_file", "load",
-    "load_bytes", "model_spec", "pack_module", "read_header", "report_bytes", "size_report",
+    "DEFAULT_NAME", "PackedFileError", "PackedModel", "export", "export_module", "export_with_report", "is_packed_file",
+    "load", "load_bytes", "model_spec", "pack_module", "read_header", "report_bytes", "size_report",
 ]

@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qbn.export", description="Pack a BWN/QBN checkpoint into a "
                                      "model.qbn file (docs/format.md), or evaluate a packed file with --eval.")
     parser.add_argument("source", help="run directory or checkpoint (export); the .qbn file with --eval")
-    parser.add_argument("overrides", nargs="*", help="with --eval: Hydra-style dataset overrides, e.g. dataset=fashion_mnist")
+    parser.add_argument("overrides", nargs="*",
+                        help="with --eval: Hydra-style dataset overrides, e.g. dataset=fashion_mnist")
     parser.add_argument("--out", default=None, help="output file (default: <run_dir>/model.qbn)")
     parser.add_argument("--format", default="packed", choices=("packed", "entropy", "onnx"),
                         help="onnx: a standard ONNX model (also from a packed .qbn file)")
@@ -44,10 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.format == "onnx":
             print(f"wrote {export_onnx(args.source, args.out)} ({time.perf_counter() - start:.1f} s)")
             return 0
-        out, report = export_with_report(args.source, args.out, args.format, args.alpha_dtype, args.fp_dtype, args.fold_bn)
+        out, report = export_with_report(args.source, args.out, args.format, args.alpha_dtype, args.fp_dtype,
+                                         args.fold_bn)
         t = report["totals"]
         bpw = t["bits_per_binarized_weight"]
-        print(f"wrote {out}: {t['file_bytes']} bytes ({t['compression']:.1f}x smaller than fp32 {t['fp32_bytes']} bytes); "
+        print(f"wrote {out}: {t['file_bytes']} bytes "
+              f"({t['compression']:.1f}x smaller than fp32 {t['fp32_bytes']} bytes); "
               + (f"{bpw:.4f} bits per binarized weight" if bpw is not None else "no binarized weights")
               + f"; {time.perf_counter() - start:.1f} s")
     except QbnError as e:

@@ -51,7 +51,8 @@ def dirichlet_bits(counts: np.ndarray, prior: tuple[int, int]) -> float:
     only on the final counts, log2 G(N + m a) - log2 G(m a) - sum_s [log2 G(c_s + a) - log2 G(a)]."""
     a = prior[0] / prior[1]
     m, n = len(counts), int(counts.sum())
-    nats = math.lgamma(n + m * a) - math.lgamma(m * a) - sum(math.lgamma(int(c) + a) - math.lgamma(a) for c in counts if c)
+    nats = (math.lgamma(n + m * a) - math.lgamma(m * a)
+            - sum(math.lgamma(int(c) + a) - math.lgamma(a) for c in counts if c))
     return nats / math.log(2)
 
 

@@ -32,11 +32,13 @@ def decode(words: np.ndarray, sizes: list[int], streams: list[tuple[int, int, tu
         books, book_bits = codebook_coder.decode(coder, sizes) if sizes else ([], [])
         for j, (book, k) in enumerate(zip(books, sizes, strict=True)):
             if len(book) != k:
-                raise PackedFileError(f"coded payload is corrupt: codebook {j} decodes to {len(book)} kernel ids, the header says {k}")
+                raise PackedFileError(f"coded payload is corrupt: codebook {j} decodes to {len(book)} kernel ids, "
+                                      f"the header says {k}")
         decoded = [adaptive.decode(coder, total, alphabet, prior) for total, alphabet, prior in streams]
         left = not coder.is_empty()
     except (ValueError, RuntimeError, OverflowError, AssertionError) as e:
         raise PackedFileError(f"coded payload is corrupt ({type(e).__name__}: {str(e)[:120]})") from None
     if left:
         raise PackedFileError("coded payload is corrupt: words are left after decoding every codebook and stream")
-    return {"books": books, "book_bits": book_bits, "symbols": [s for s, _ in decoded], "stream_bits": [b for _, b in decoded]}
+    return {"books": books, "book_bits": book_bits,
+            "symbols": [s for s, _ in decoded], "stream_bits": [b for _, b in decoded]}

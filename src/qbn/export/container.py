@@ -134,11 +134,13 @@ def split(buf: bytes, verify_checksum: bool = True) -> tuple[dict, memoryview]:
     if magic != MAGIC:
         raise PackedFileError("wrong magic: not a qbn packed model file (expected it to start with \\x89QBN)")
     if version not in READABLE:
-        raise PackedFileError(f"unsupported format version {version}: this qbn reads versions {', '.join(map(str, READABLE))}")
+        raise PackedFileError(f"unsupported format version {version}: "
+                              f"this qbn reads versions {', '.join(map(str, READABLE))}")
     if hlen > MAX_HEADER_BYTES:
         raise PackedFileError(f"header too large: {hlen} bytes (limit {MAX_HEADER_BYTES})")
     if PREFIX_BYTES + hlen > len(buf):
-        raise PackedFileError(f"truncated file: the header needs {hlen} bytes, the file has {len(buf) - PREFIX_BYTES} after the prefix")
+        raise PackedFileError(f"truncated file: the header needs {hlen} bytes, "
+                              f"the file has {len(buf) - PREFIX_BYTES} after the prefix")
     body = memoryview(buf)[PREFIX_BYTES:]
     if verify_checksum and hashlib.sha256(body).digest() != digest:
         raise PackedFileError("bad checksum: the file is corrupt or was modified (SHA-256 of header and data differs)")
@@ -157,7 +159,8 @@ def split(buf: bytes, verify_checksum: bool = True) -> tuple[dict, memoryview]:
     data = body[hlen:]
     declared = header.get("data_bytes")
     if type(declared) is not int or declared != len(data):
-        raise PackedFileError(f"truncated file or wrong size: header declares {declared!r} data bytes, file holds {len(data)}")
+        raise PackedFileError(f"truncated file or wrong size: header declares {declared!r} data bytes, "
+                              f"file holds {len(data)}")
     return header, data
 
 
@@ -187,7 +190,8 @@ def section_bytes(entry: Any, data: memoryview, what: str, dtypes: tuple[str, ..
         raise PackedFileError(f"bad header: section {what} is not an object")
     dtype = entry.get("dtype")
     if dtype not in dtypes:
-        raise PackedFileError(f"bad header: section {what} has dtype {dtype!r}, expected one of {', '.join(dtypes)}"[:300])
+        raise PackedFileError((f"bad header: section {what} has dtype {dtype!r}, "
+                               f"expected one of {', '.join(dtypes)}")[:300])
     shape = check_shape(entry.get("shape"), what)
     numel = int(np.prod(shape)) if shape else 1
     offset = check_int(entry.get("offset"), f"offset of {what}", 0, MAX_FILE_BYTES)

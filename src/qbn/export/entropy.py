@@ -52,7 +52,8 @@ def decode_table(table: bytes, alphabet: int, total: int) -> np.ndarray:
         pos += zeros + 1
         counts[sym] = value
     if int(counts.sum()) != total:
-        raise PackedFileError(f"entropy model table is corrupt: counts sum to {int(counts.sum())}, the layer has {total} kernels")
+        raise PackedFileError(f"entropy model table is corrupt: counts sum to {int(counts.sum())}, "
+                              f"the layer has {total} kernels")
     return counts
 
 

@@ -32,8 +32,8 @@ def evaluate_file(path: str | Path, overrides: list[str]) -> dict:
     spec = model.header["model"]
     for key in ("num_classes", "in_channels", "image_size"):
         if int(ds[key]) != int(spec[key]):
-            raise ConfigError(f"dataset '{ds.name}' has {key}={ds[key]}, the model in {path} was built for {spec[key]}: "
-                              "choose the dataset it was trained on")
+            raise ConfigError(f"dataset '{ds.name}' has {key}={ds[key]}, "
+                              f"the model in {path} was built for {spec[key]}: choose the dataset it was trained on")
     dm = hydra.utils.instantiate(ds, _convert_="all")
     dm.prepare_data()
     dm.setup("test")

@@ -64,8 +64,8 @@ def export_with_report(source: str | Path, out: str | Path | None = None, fmt: s
     report = report_bytes(buf)
     write_atomic(out, buf)
     if run_dir is not None:
-        update_summary(run_dir, **{f"export/{k}": v for k, v in report["totals"].items() if v is not None and not isinstance(v, dict)},
-                       **{"export/file": str(out)})
+        totals = {f"export/{k}": v for k, v in report["totals"].items() if v is not None and not isinstance(v, dict)}
+        update_summary(run_dir, **totals, **{"export/file": str(out)})
     return out, report
 
 

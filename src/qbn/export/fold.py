@@ -17,12 +17,14 @@ def conv_bn_pairs(net: nn.Module) -> dict[str, str]:
     """{conv name: bn name} where a BatchNorm2d takes a Conv2d's output and nothing else uses it."""
     class _Tracer(fx.Tracer):
         def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-            return isinstance(m, (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm)) or super().is_leaf_module(m, qualname)
+            return (isinstance(m, (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm))
+                    or super().is_leaf_module(m, qualname))
 
     try:
         graph = _Tracer().trace(net)
     except Exception as e:  # noqa: BLE001  fx fails in many ways on dynamic code
-        raise QbnError(f"--fold-bn: cannot trace this backbone to find conv -> BatchNorm pairs ({type(e).__name__})") from None
+        raise QbnError("--fold-bn: cannot trace this backbone to find conv -> BatchNorm pairs "
+                       f"({type(e).__name__})") from None
     modules = dict(net.named_modules())
     pairs = {}
     for node in graph.nodes:

@@ -43,7 +43,8 @@ def render(report: dict, title: str) -> None:
     for r in report["rows"]:
         shape = "x".join(str(s) for s in r["shape"]) if r["shape"] else "-"
         h = "" if r.get("entropy") is None else f"{r['entropy']:.3f}"
-        table.add_row(r["layer"], r["kind"], shape, f"{r['params']:,}", f"{r['bits_per_weight']:.3f}", h, f"{round(r['bytes']):,}")
+        table.add_row(r["layer"], r["kind"], shape, f"{r['params']:,}", f"{r['bits_per_weight']:.3f}", h,
+                      f"{round(r['bytes']):,}")
     t = report["totals"]
     table.add_section()
     table.add_row("total", t["format"] or "", "", f"{t['params']:,}", "", "", f"{t['computed_file_bytes']:,}")
@@ -54,7 +55,8 @@ def render(report: dict, title: str) -> None:
              + (f"; bits per binarized weight {bpw:.4f} (with scales {t['bits_per_binarized_weight_with_scales']:.4f})"
                 if bpw is not None else "")]
     if any(r.get("entropy") is not None for r in report["rows"]):
-        lines.append("H: empirical entropy of a 3x3 layer's stored symbols in bits per kernel (kernel ids; QBN: index entropy)")
+        lines.append("H: empirical entropy of a 3x3 layer's stored symbols in bits per kernel "
+                     "(kernel ids; QBN: index entropy)")
     if bpw is not None:
         lines.append(f"whole file: {t['file_bits_per_binarized_weight']:.4f} bits per binarized weight, of which")
         lines += [f"  {k:<15} {v:.4f}" for k, v in t["split_bits_per_binarized_weight"].items()]
@@ -62,7 +64,8 @@ def render(report: dict, title: str) -> None:
               f"{t['header_bytes']:,}; measured file size: {t['file_bytes']:,} bytes",
               f"fp32 equivalent: {t['fp32_bytes']:,} bytes; compression ratio {t['compression']:.2f}x"]
     if t.get("checkpoint_bytes"):
-        lines.append(f"checkpoint file: {t['checkpoint_bytes']:,} bytes ({t['checkpoint_bytes'] / t['file_bytes']:.1f}x the packed size)")
+        lines.append(f"checkpoint file: {t['checkpoint_bytes']:,} bytes "
+                     f"({t['checkpoint_bytes'] / t['file_bytes']:.1f}x the packed size)")
     for line in lines:
         console.print(line, highlight=False)
 

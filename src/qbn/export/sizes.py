@@ -10,9 +10,36 @@ from __future__ import annotations
 
 import math
 
+import torch
+
+from ..kernels import entropy as entropy_bits
+from ..kernels import histogram
 from .container import PREFIX_BYTES, index_bits
 
 SPLIT = ("binary kernels", "codebooks", "scales and BN", "fp layers", "header")
+
+
+def coding_stats(version: int, coded: dict | None, symbols: dict) -> dict:
+    """What a size report needs from decoding (PackedModel.coding): the format version; each 3x3
+    layer's stored symbols (kernel ids, or codebook positions for QBN) as {'alphabet', 'entropy'}
+    (empirical, bits per kernel); for version 2 the information content (bits) of each codebook
+    and of each coded layer. `symbols`: layer -> (symbols, alphabet) as decoded."""
+    out = {"version": version, "layers": {n: {"alphabet": a, "entropy": entropy_bits(histogram(s, a))}
+                                          for n, (s, a) in symbols.items()}}
+    if coded is not None:
+        out["book_bits"] = coded["book_bits"]
+        out["layer_bits"] = {}
+        for names, bits in zip(coded["stream_layers"], coded["stream_bits"], strict=True):
+            # a stream's bits shared among its layers by each layer's information content under
+            # the stream's final counts (the adaptive model's own cost is not separable by layer)
+            total = sum(symbols[n][0].numel() for n in names)
+            counts = sum(histogram(symbols[n][0], symbols[n][1]) for n in names).double()
+            logp = torch.log2(counts.clamp(min=1) / max(total, 1))
+            share = {n: -float(logp[symbols[n][0].reshape(-1)].sum()) for n in names}
+            norm = sum(share.values()) or 1.0
+            for n in names:
+                out["layer_bits"][n] = bits * share[n] / norm
+    return out
 
 
 def _numel(entry: dict) -> int:
@@ -84,7 +111,8 @@ def size_report(header: dict, header_bytes: int, file_bytes: int | None = None, 
     groups: dict[str, dict] = {}
     for key, t in header["tensors"].items():
         module = key.rpartition(".")[0].removeprefix("net.")
-        g = groups.setdefault(module, {"layer": module, "kind": t.get("kind", "fp"), "shape": None, "params": 0, "bytes": 0})
+        g = groups.setdefault(module, {"layer": module, "kind": t.get("kind", "fp"), "shape": None,
+                                       "params": 0, "bytes": 0})
         if key.endswith(".weight") or g["shape"] is None:
             g["shape"] = t["shape"]
         g["params"] += _numel(t)
@@ -105,7 +133,8 @@ def size_report(header: dict, header_bytes: int, file_bytes: int | None = None, 
         "params": params, "binarized_weights": binarized,
         "bits_per_binarized_weight": weight_bits / binarized if binarized else None,
         "bits_per_binarized_weight_with_scales": (weight_bits + scale_bits) / binarized if binarized else None,
-        "file_bits_per_binarized_weight": 8 * (PREFIX_BYTES + header_bytes + data_bytes) / binarized if binarized else None,
+        "file_bits_per_binarized_weight": (8 * (PREFIX_BYTES + header_bytes + data_bytes) / binarized
+                                           if binarized else None),
         "split_bits_per_binarized_weight": {k: v / binarized for k, v in split.items()} if binarized else None,
         "data_bytes": data_bytes, "header_bytes": PREFIX_BYTES + header_bytes,
         "computed_file_bytes": PREFIX_BYTES + header_bytes + data_bytes, "file_bytes": file_bytes,

@@ -16,8 +16,9 @@ from ..kernels import NUM_IDS, ids_to_kernels, is_kernel_tensor, kernel_ids
 from ..kernels.learned import frozen_copy
 from . import adaptive, coding
 from .container import SectionWriter, assemble, index_bits
+from .decode import effective_weight
 from .fold import bn_scale_shift, conv_bn_pairs
-from .loader import build_backbone, effective_weight
+from .loader import build_backbone
 
 FORMATS = ("packed", "entropy")
 DTYPES = {"fp16": "float16", "fp32": "float32", "float16": "float16", "float32": "float32"}
@@ -28,7 +29,8 @@ def model_spec(cfg: Any) -> dict:
     input shape and classes (from the run's composed config)."""
     ds = cfg.dataset
     backbone = to_plain(cfg.model.backbone)
-    if backbone.get("norm") == "batch":  # the backbones' default: left out, so files stay as they were before the option
+    # the backbones' default: left out, so files stay as they were before the option
+    if backbone.get("norm") == "batch":
         del backbone["norm"]
     return {"name": str(cfg.model.name), "backbone": backbone,
             "num_classes": int(ds.num_classes), "in_channels": int(ds.in_channels), "image_size": int(ds.image_size)}
@@ -61,9 +63,10 @@ def _layer_form(name: str, layer: nn.Module) -> dict:
     alpha = form["alpha"]
     if alpha is not None:
         if alpha.numel() != w.shape[0]:
-            raise QbnError(f"layer {name}: alpha has {alpha.numel()} values, expected one per output channel ({w.shape[0]})")
+            raise QbnError(f"layer {name}: alpha has {alpha.numel()} values, "
+                           f"expected one per output channel ({w.shape[0]})")
         form["alpha"] = alpha.detach().cpu().to(w.dtype).reshape(-1)
-    # the weight the loader will rebuild from what is stored, computed by the loader's own code
+    # the weight the loader will rebuild from what is stored, computed by the decoder's own code
     parts = {"b": b} if form["alpha"] is None else {"b": b, "alpha": form["alpha"]}
     if not torch.equal(layer.effective_weight().detach().cpu(), effective_weight(parts)):
         raise QbnError(f"layer {name}: its forward weight is not alpha * B of its signs; cannot pack it exactly")
@@ -131,8 +134,10 @@ def pack_module(module: nn.Module, spec: dict, fmt: str = "packed", alpha_dtype:
         tensors[f"normalize.{key}"] = dict(out.tensor(getattr(module.normalize, key), "float32"), kind="normalize")
     # a binary layer's weight, bias and alpha are stored above; its optional buffers (fixed signs,
     # codebook) are not fp tensors of the model the loader rebuilds
-    skip = {f"{n}.{suffix}" for n, m in layers.items() for suffix in ("weight", "bias", "scaling.alpha", *m.optional_buffers)}
-    skip |= {f"{bn}.{k}" for bn in folded.values() for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
+    skip = {f"{n}.{suffix}" for n, m in layers.items()
+            for suffix in ("weight", "bias", "scaling.alpha", *m.optional_buffers)}
+    skip |= {f"{bn}.{k}" for bn in folded.values()
+             for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
     state = net.state_dict()
     for key, t in state.items():
         if key in skip or key.endswith("num_batches_tracked"):

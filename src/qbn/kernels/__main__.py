@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"qbn: {e}", file=sys.stderr)
         return 1
     o = stats["overall"]
-    print(f"{o['kernels']} kernels in {len(stats['layers'])} 3x3 binary layers; not counted: {', '.join(stats['not_counted']) or 'none'}")
+    not_counted = ", ".join(stats["not_counted"]) or "none"
+    print(f"{o['kernels']} kernels in {len(stats['layers'])} 3x3 binary layers; not counted: {not_counted}")
     print(f"entropy {o['entropy']:.3f} bits per kernel (uniform 9); distinct ids {o['distinct']}/512")
     print(f"top-1/8/32 coverage {100 * o['top1']:.2f} / {100 * o['top8']:.2f} / {100 * o['top32']:.2f} % "
           f"(uniform {100 / 512:.2f} / {800 / 512:.2f} / {3200 / 512:.2f} %)")

@@ -12,8 +12,8 @@ from .stats import NUM_IDS, coverage, most_frequent
 
 MIN_BITS, MAX_BITS = 1, 9
 
-__all__ = ["MAX_BITS", "MIN_BITS", "CodebookError", "bits_accounting", "check_bits", "choose_bits_for_budget", "layer_bits",
-           "map_to_codebook", "quantize_ste", "quantized_kernels", "select_codebook"]
+__all__ = ["MAX_BITS", "MIN_BITS", "CodebookError", "bits_accounting", "check_bits", "choose_bits_for_budget",
+           "layer_bits", "map_to_codebook", "quantize_ste", "quantized_kernels", "select_codebook"]
 
 
 class CodebookError(ConfigError):
@@ -67,7 +67,8 @@ def _budget_costs(kernels: dict[str, int], budget: float, other_binary_weights: 
     return weights, cost
 
 
-def choose_bits_for_budget(histograms: dict[str, torch.Tensor], budget: float, other_binary_weights: int = 0) -> dict[str, int]:
+def choose_bits_for_budget(histograms: dict[str, torch.Tensor], budget: float,
+                           other_binary_weights: int = 0) -> dict[str, int]:
     """n per layer so that bits per binarized weight <= budget, greedily changing the fewest
     signs: start at n = 9 everywhere and repeatedly take the move (a layer to a cheaper n) that
     adds the fewest uncovered kernels, K_l (1 - C_l(2^n)), per bit saved."""
@@ -107,7 +108,8 @@ def flipped_share(weight: torch.Tensor, codebook: torch.Tensor) -> float:
 
 def distortion_curve(weight: torch.Tensor, hist: torch.Tensor) -> dict[int, float]:
     """flipped_share for each n = 1..9 (codebook: the 2^n most frequent ids of `hist`; 9 = none)."""
-    return {n: (flipped_share(weight, select_codebook(hist, n)) if n < MAX_BITS else 0.0) for n in range(MIN_BITS, MAX_BITS + 1)}
+    return {n: (flipped_share(weight, select_codebook(hist, n)) if n < MAX_BITS else 0.0)
+            for n in range(MIN_BITS, MAX_BITS + 1)}
 
 
 def choose_bits_by_distortion(curves: dict[str, dict[int, float]], kernels: dict[str, int], budget: float,

@@ -26,7 +26,8 @@ def coverage_figure(stats: dict, path: Path) -> Path:
     cmap = plt.get_cmap("viridis")
     for i, (name, s) in enumerate(layers.items()):
         ax.plot(k, 100 * np.array(s["coverage"]), color=cmap(i / max(len(layers) - 1, 1)), lw=0.9, alpha=0.8,
-                label=_short(name) if len(layers) <= 12 else ("layers: shallow (purple) to deep (yellow)" if i == 0 else None))
+                label=_short(name) if len(layers) <= 12
+                else ("layers: shallow (purple) to deep (yellow)" if i == 0 else None))
     ax.plot(k, 100 * np.array(stats["overall"]["coverage"]), color="black", lw=2.2, label="all layers")
     ax.plot(k, 100 * k / NUM_IDS, color="red", ls="--", lw=1.5, label="uniform (k/512)")
     for kk in (8, 32):

@@ -79,7 +79,8 @@ class QBNSettings:
             stray += ["method=learned"] if self.method == "learned" else []
             stray += ["distill.weight"] if self.distill_weight else []
             if stray:
-                raise CodebookError(f"qbn.{stray[0]} is set but QBN is off: set qbn.bits=n (1..9) or qbn.budget=b to turn it on")
+                raise CodebookError(f"qbn.{stray[0]} is set but QBN is off: "
+                                    "set qbn.bits=n (1..9) or qbn.budget=b to turn it on")
         if self.bits is not None and self.budget is not None:
             raise CodebookError("set either qbn.bits (n for every layer) or qbn.budget (bits per weight), not both")
         if self.bits is not None:
@@ -94,7 +95,8 @@ class QBNSettings:
         if self.budget is not None and self.codebook != "per_layer":
             raise CodebookError("qbn.budget chooses n per layer and needs qbn.codebook=per_layer")
         if self.progressive_order not in ORDERS:
-            raise CodebookError(f"qbn.progressive_order={self.progressive_order!r}: choose deepest_first or shallowest_first")
+            raise CodebookError(f"qbn.progressive_order={self.progressive_order!r}: "
+                                "choose deepest_first or shallowest_first")
         if int(self.refresh_every) < 0 or (self.progressive_every is not None and int(self.progressive_every) < 1):
             raise CodebookError("qbn.refresh_every must be >= 0 and qbn.progressive_every >= 1 (or null)")
         self._validate_method()
@@ -129,9 +131,11 @@ def quantizable_layers(net: nn.Module, names: list[str] | None = None) -> dict[s
         if name in convs:
             chosen[name] = convs[name]
         elif name in binary:
-            raise CodebookError(f"qbn.layers: '{name}' has weight {tuple(binary[name].weight.shape)}; only 3x3 binary convs are quantized")
+            raise CodebookError(f"qbn.layers: '{name}' has weight {tuple(binary[name].weight.shape)}; "
+                                "only 3x3 binary convs are quantized")
         else:
-            raise CodebookError(f"qbn.layers: '{name}' is not a binary layer of this model; 3x3 binary convs are: {', '.join(convs)}")
+            raise CodebookError(f"qbn.layers: '{name}' is not a binary layer of this model; "
+                                f"3x3 binary convs are: {', '.join(convs)}")
     return chosen
 
 
@@ -160,7 +164,8 @@ def quantize(layers: dict[str, nn.Module], bits: dict[str, int], shared: bool = 
     report per layer: n, distinct kernels, coverage of the codebook, share of signs changed."""
     for m in layers.values():
         if m.fixed_signs is not None:
-            raise CodebookError("QBN cannot quantize a layer whose signs are fixed (rewinding): use rewind=off with qbn")
+            raise CodebookError("QBN cannot quantize a layer whose signs are fixed (rewinding): "
+                                "use rewind=off with qbn")
     hists = {k: latent_histogram(m) for k, m in layers.items()}
     shared_hist = overall_histogram(hists) if shared else None
     report = {}

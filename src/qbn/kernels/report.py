@@ -18,10 +18,12 @@ def kernel_section(run_dir: Path) -> str:
                   f"{o['kernels']} kernels in {len(stats['layers'])} 3x3 binary layers "
                   f"(not counted: {', '.join(stats.get('not_counted') or []) or 'none'}).", "",
                   "| | entropy (bits) | distinct | top-1 % | top-8 % | top-32 % |", "|---|---|---|---|---|---|",
-                  f"| all layers | {o['entropy']:.2f} | {o['distinct']} | {100 * o['top1']:.1f} | {100 * o['top8']:.1f} | {100 * o['top32']:.1f} |",
+                  f"| all layers | {o['entropy']:.2f} | {o['distinct']} | {100 * o['top1']:.1f} "
+                  f"| {100 * o['top8']:.1f} | {100 * o['top32']:.1f} |",
                   "| uniform | 9.00 | 512 | 0.2 | 1.6 | 6.3 |"]
         for name, s in stats["layers"].items():
-            lines.append(f"| {name} | {s['entropy']:.2f} | {s['distinct']} | {100 * s['top1']:.1f} | {100 * s['top8']:.1f} | {100 * s['top32']:.1f} |")
+            lines.append(f"| {name} | {s['entropy']:.2f} | {s['distinct']} | {100 * s['top1']:.1f} "
+                         f"| {100 * s['top8']:.1f} | {100 * s['top32']:.1f} |")
         lines += [""] + [f"![{Path(f).stem}]({f})" for f in stats.get("figures", [])]
     summary = read_summary(run_dir) or {}
     if summary.get("qbn"):
@@ -29,7 +31,8 @@ def kernel_section(run_dir: Path) -> str:
         ns = sorted(set((summary.get("qbn_bits") or {}).values()))
         learned = (f" (init {q.get('learned_init')}; coverage and signs changed at the start)"
                    if q.get("method") == "learned" else "")
-        distilled = f", distilled (w = {summary.get('qbn/distill_weight')})" if summary.get('qbn/distill_weight') else ""
+        distill_weight = summary.get("qbn/distill_weight")
+        distilled = f", distilled (w = {distill_weight})" if distill_weight else ""
         lines += ["", "## QBN", "",
                   f"n = {', '.join(map(str, ns)) or '-'} bits per kernel ({q.get('codebook')} codebook"
                   f"{', budget ' + str(q['budget']) if q.get('budget') is not None else ''}"
@@ -38,7 +41,8 @@ def kernel_section(run_dir: Path) -> str:
                   f"Bits per binarized weight: {summary.get('bits_per_weight', float('nan')):.4f}; model size "
                   f"{summary.get('model_bytes', 0)} bytes (computed).", "", summary.get("qbn_note", ""),
                   f"Binary layers not quantized: {', '.join(summary.get('qbn_not_quantized') or []) or 'none'}.", "",
-                  "| layer | n | distinct before | codebook coverage % | signs changed % | note |", "|---|---|---|---|---|---|"]
+                  "| layer | n | distinct before | codebook coverage % | signs changed % | note |",
+                  "|---|---|---|---|---|---|"]
         for name, r in (summary.get("qbn_layers") or {}).items():
             cov = r.get("codebook_coverage")
             ch = r.get("signs_changed")

@@ -88,6 +88,7 @@ def write_run_kernels(run_dir: str | Path, signs: dict, layers: list[str] | None
     stats = kernel_stats(signs, run_dir=run_dir, **meta)
     write_kernel_stats(run_dir, stats)
     if figures:
-        stats["figures"] = [str(p.relative_to(run_dir)) for p in write_figures(stats, RunDir(run_dir).figures, layers)]
+        written = write_figures(stats, RunDir(run_dir).figures, layers)
+        stats["figures"] = [str(p.relative_to(run_dir)) for p in written]
         write_kernel_stats(run_dir, stats)
     return stats

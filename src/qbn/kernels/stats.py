@@ -12,7 +12,8 @@ from ..binary.codebook import NUM_IDS, ids_to_kernels, is_kernel_tensor, kernel_
 NUM_CLASSES = 256
 __all__ = ["NUM_CLASSES", "NUM_IDS", "coverage", "entropy", "entropy_miller_madow", "histogram", "null_stats",
            "shuffled_signs", "ids_to_kernels", "is_kernel_tensor",
-           "kernel_ids", "layer_histograms", "most_frequent", "overall_histogram", "summarize", "symmetric_class", "top_shares", "uniform_coverage"]
+           "kernel_ids", "layer_histograms", "most_frequent", "overall_histogram", "summarize", "symmetric_class",
+           "top_shares", "uniform_coverage"]
 
 
 def symmetric_class(ids: torch.Tensor) -> torch.Tensor:
@@ -94,7 +95,8 @@ def null_stats(signs: dict[str, torch.Tensor], seed: int = 0) -> dict:
 
 def summarize(hist: torch.Tensor, top: int = 32) -> dict:
     """Everything kernels.json holds for one histogram (512 ids)."""
-    sym = torch.zeros(NUM_CLASSES, dtype=torch.long).index_add_(0, symmetric_class(torch.arange(NUM_IDS)), hist.long().cpu())
+    sym = torch.zeros(NUM_CLASSES, dtype=torch.long).index_add_(0, symmetric_class(torch.arange(NUM_IDS)),
+                                                                  hist.long().cpu())
     order = most_frequent(hist, min(top, hist.numel()))
     total = int(hist.sum().item())
     return {

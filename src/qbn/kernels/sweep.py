@@ -31,10 +31,12 @@ def _run_dir(path: str | None) -> Path | None:
 
 def references(rows: list[dict]) -> dict[str, dict]:
     """BWN and full-precision reference accuracies ({'bwn'|'fp': {'acc': [...], 'bytes': ...}})."""
-    refs: dict[str, dict] = {"bwn": {"acc": [], "bytes": None, "sources": set()}, "fp": {"acc": [], "bytes": None, "sources": set()}}
+    refs: dict[str, dict] = {"bwn": {"acc": [], "bytes": None, "sources": set()},
+                             "fp": {"acc": [], "bytes": None, "sources": set()}}
 
     def add(kind: str, summary: dict | None, source: str) -> None:
-        if summary and summary.get("status") == "completed" and summary.get("test/acc") is not None and source not in refs[kind]["sources"]:
+        if (summary and summary.get("status") == "completed" and summary.get("test/acc") is not None
+                and source not in refs[kind]["sources"]):
             refs[kind]["sources"].add(source)
             refs[kind]["acc"].append(summary["test/acc"])
             refs[kind]["bytes"] = refs[kind]["bytes"] or _size(summary)
@@ -107,16 +109,19 @@ def qbn_view(sweep_dir: Path, rows: list[dict]) -> str:
              "Only 3x3 binary convs are quantized; other binary layers count 1 bit per weight. Model size: the "
              "packed file (export/file_bytes) when exported, else computed (n bits per kernel + codebooks + 32-bit "
              "full-precision values).", "",
-             "| setting | seeds | bits / weight | test acc % (mean ± std) | vs BWN (pp) | model bytes |", "|---|---|---|---|---|---|"]
+             "| setting | seeds | bits / weight | test acc % (mean ± std) | vs BWN (pp) | model bytes |",
+             "|---|---|---|---|---|---|"]
     bwn = mean_std(refs["bwn"]["acc"])[0] if refs["bwn"]["acc"] else None
     for kind, label, bits in (("fp", "full precision", "32"), ("bwn", "BWN", "1")):
         if refs[kind]["acc"]:
             m, s, n = mean_std(refs[kind]["acc"])
-            lines.append(f"| {label} (reference) | {n} | {bits} | {100 * m:.2f} ± {100 * s:.2f} | - | {refs[kind]['bytes'] or '-'} |")
+            lines.append(f"| {label} (reference) | {n} | {bits} | {100 * m:.2f} ± {100 * s:.2f} | - "
+                         f"| {refs[kind]['bytes'] or '-'} |")
     for t in table:
         delta = "-" if bwn is None else f"{100 * (t['acc'] - bwn):+.2f}"
         size = "-" if t["bytes"] is None else f"{int(t['bytes'])}{'' if t['measured'] else ' (computed)'}"
-        lines.append(f"| {t['setting']} | {t['n']} | {t['bits_per_weight']:.4f} | {100 * t['acc']:.2f} ± {100 * t['std']:.2f} | {delta} | {size} |")
+        lines.append(f"| {t['setting']} | {t['n']} | {t['bits_per_weight']:.4f} "
+                     f"| {100 * t['acc']:.2f} ± {100 * t['std']:.2f} | {delta} | {size} |")
     lines += ["", "![QBN accuracy against bits](figures/qbn_accuracy_bits.png)"]
     return "\n".join(lines)
 

@@ -41,11 +41,11 @@ def _resnet(builder, num_classes: int, in_channels: int, image_size: int, stem: 
     return model
 
 
-def resnet18(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, stem: str = "auto", norm: str = "batch",
-             **_) -> nn.Module:
+def resnet18(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, stem: str = "auto",
+             norm: str = "batch", **_) -> nn.Module:
     return _resnet(torchvision.models.resnet18, num_classes, in_channels, image_size, stem, norm)
 
 
-def resnet34(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, stem: str = "auto", norm: str = "batch",
-             **_) -> nn.Module:
+def resnet34(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, stem: str = "auto",
+             norm: str = "batch", **_) -> nn.Module:
     return _resnet(torchvision.models.resnet34, num_classes, in_channels, image_size, stem, norm)

@@ -54,6 +54,7 @@ from .trunk import (
 
 __all__ = ["MODEL_KEYS", "RECIPE_KEYS", "TRUNK_OPTION", "ApplyRewind", "FreezeAt", "FreezeSigns", "RewindError",
            "RewindPlan", "check_shares", "parse_freeze_at", "parse_share", "share_checkpoint_path",
-           "RewindPoints", "SignSpec", "WeightSpec", "apply_plan", "check_outside_trunk", "check_same_model", "find_trunk", "fix_net_signs",
-           "inherit_recipe", "load_weights", "override_keys", "parse_signs", "parse_weights", "plan_rewind", "random_signs",
-           "rewound_config", "select_signs", "start_checkpoint", "share_final", "stable_mask", "trunk_last_epoch", "weights_file"]
+           "RewindPoints", "SignSpec", "WeightSpec", "apply_plan", "check_outside_trunk", "check_same_model",
+           "find_trunk", "fix_net_signs", "inherit_recipe", "load_weights", "override_keys", "parse_signs",
+           "parse_weights", "plan_rewind", "random_signs", "rewound_config", "select_signs", "start_checkpoint",
+           "share_final", "stable_mask", "trunk_last_epoch", "weights_file"]

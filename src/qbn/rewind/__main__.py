@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         at = argv.index("--")
         argv, sweep = argv[:at], argv[at + 1:]
-    parser = argparse.ArgumentParser(prog="python -m qbn.rewind", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    parser = argparse.ArgumentParser(prog="python -m qbn.rewind",
+                                     description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both steps, e.g. trainer=gpu dataset=digits")
     parser.add_argument("--trunk-name", default=DEFAULT_TRUNK_NAME, help="the trunk's run name (outputs/<name>/)")
     parser.add_argument("--reuse-trunk", action="store_true", help="reuse the newest completed trunk of that name")

@@ -114,8 +114,9 @@ class ApplyRewind(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.run_dir is not None and trainer.is_global_zero:
             update_summary(self.run_dir, **self.plan.summary())
-        own = trainer.ckpt_path is not None and (self.plan.resume_path is None
-                                                 or Path(trainer.ckpt_path).resolve() != self.plan.resume_path.resolve())
+        resume = self.plan.resume_path
+        ckpt = trainer.ckpt_path
+        own = ckpt is not None and (resume is None or Path(ckpt).resolve() != resume.resolve())
         if own:
             return
         apply_plan(self.plan, pl_module)

@@ -66,8 +66,9 @@ def check_same_model(cfg: DictConfig, trunk_cfg: DictConfig, trunk_dir: Path) ->
     for key in MODEL_KEYS:
         ours, theirs = _plain(_select(cfg, key)), _plain(_select(trunk_cfg, key))
         if ours != theirs:
-            raise RewindError(f"trunk {trunk_dir} is of another model: its {key} is {theirs!r}, this run's is {ours!r}. "
-                              f"Rewind with the trunk's settings (e.g. {_suggest(key, theirs)}) or choose another trunk.")
+            raise RewindError(f"trunk {trunk_dir} is of another model: its {key} is {theirs!r}, "
+                              f"this run's is {ours!r}. Rewind with the trunk's settings "
+                              f"(e.g. {_suggest(key, theirs)}) or choose another trunk.")
 
 
 def _suggest(key: str, value) -> str:
@@ -86,7 +87,8 @@ def rewound_config(cfg: DictConfig, run_dir: str | Path, overrides: list[str]) -
     model. `cfg` itself is left as composed; with rewinding off it is returned as it is."""
     if not cfg.rewind.signs:
         return cfg
-    trunk_dir = find_trunk(OmegaConf.select(cfg, "rewind.trunk", throw_on_missing=False), cfg.paths.output_dir).resolve()
+    trunk = OmegaConf.select(cfg, "rewind.trunk", throw_on_missing=False)
+    trunk_dir = find_trunk(trunk, cfg.paths.output_dir).resolve()
     check_outside_trunk(run_dir, trunk_dir)
     trunk_cfg = run_config(trunk_dir)
     if trunk_cfg is None:

@@ -112,7 +112,8 @@ def rewind_view(sweep_dir: Path, rows: list[dict]) -> str:
         name = "rewind.png" if len(by_trunk) == 1 else f"rewind_{i}.png"
         plot_rewind(Path(sweep_dir) / "figures" / name, trunk, gs)
         lines += [f"Trunk `{trunk_dir}`: {trunk['epochs']} epochs, test accuracy {pct(trunk['acc'])} %.", "",
-                  "| signs | K | weights | signs final at K (1 - d_K) % | signs fixed % | seeds | test acc % (mean ± std) | vs trunk (points) |",
+                  "| signs | K | weights | signs final at K (1 - d_K) % | signs fixed % | seeds "
+                  "| test acc % (mean ± std) | vs trunk (points) |",
                   "|---|---|---|---|---|---|---|---|",
                   f"| trunk | - | - | - | - | 1 | {pct(trunk['acc'])} | 0 |"]
         for g in gs:

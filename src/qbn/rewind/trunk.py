@@ -51,7 +51,8 @@ def check_outside_trunk(run_dir: str | Path, trunk_dir: Path) -> None:
     """A rewound run never writes into its trunk's directory."""
     here = Path(run_dir).resolve()
     if here == trunk_dir or trunk_dir in here.parents:
-        raise RewindError(f"this run's directory {here} is inside its trunk {trunk_dir}: a rewound run never writes there")
+        raise RewindError(f"this run's directory {here} is inside its trunk {trunk_dir}: "
+                          "a rewound run never writes there")
 
 
 def _check_completed(path: Path) -> Path:
@@ -169,7 +170,8 @@ def weights_file(trunk_dir: Path, spec: WeightSpec, last: int) -> tuple[Path | N
         path = RunDir(trunk_dir).init_ckpt
         if not path.exists():
             raise RewindError(f"trunk {trunk_dir} lacks {path} (its epoch-0 state). A trunk saves it with "
-                              f"{TRUNK_OPTION} (callbacks.rewind_points); retrain the trunk with it, or use rewind.weights=fresh.")
+                              f"{TRUNK_OPTION} (callbacks.rewind_points); retrain the trunk with it, "
+                              "or use rewind.weights=fresh.")
         return path, 0
     j = _resolve_epoch(spec.epoch, last, f"rewind.weights={spec.text}", trunk_dir)
     path = RunDir(trunk_dir).epoch_ckpt(j)

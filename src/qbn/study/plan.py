@@ -216,7 +216,9 @@ class Planner:
                     cost = float(s.cost.distill) if float(weight) > 0 else 1.0
                     runs = [(f"control-{distill_slug(weight)}", "topk", K.CONTROL_BITS)]
                     runs += [
-                        (f"{str(m).replace('@', '-lr')}-{distill_slug(weight)}-n{n}", str(m), int(n)) for m in entry.methods for n in entry.bits
+                        (f"{str(m).replace('@', '-lr')}-{distill_slug(weight)}-n{n}", str(m), int(n))
+                        for m in entry.methods
+                        for n in entry.bits
                     ]
                     for name, method, bits in runs:
                         o = [*common, *K.method_overrides(method), f"{K.QBN_BITS}={bits}", *distill]

@@ -75,7 +75,15 @@ def runs_section(study_dir: Path, runs: list[Run]) -> str:
         table.rows.append(
             Row(
                 None,
-                [stage, planned.get(stage, "-"), len(rs), len(done), unfinished, len(damaged(rs)), f"{wall / 60:.1f} min"],
+                [
+                    stage,
+                    planned.get(stage, "-"),
+                    len(rs),
+                    len(done),
+                    unfinished,
+                    len(damaged(rs)),
+                    f"{wall / 60:.1f} min",
+                ],
             )
         )
     lines += [*([""] if info.get("invocations") else []), *table_markdown(table)]
@@ -89,7 +97,8 @@ def runs_section(study_dir: Path, runs: list[Run]) -> str:
             "",
         ]
         lines += [
-            f"- {_portable(str(r.dir), study_dir)}: " + "; ".join(_portable(m, study_dir) for m in r.damaged) for r in bad
+            f"- {_portable(str(r.dir), study_dir)}: " + "; ".join(_portable(m, study_dir) for m in r.damaged)
+            for r in bad
         ]
     lines += [
         "",

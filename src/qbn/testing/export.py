@@ -95,7 +95,8 @@ def split_file(buf: bytes) -> tuple[dict, bytes]:
 def assemble_verbatim(header: dict, data: bytes, like: bytes) -> bytes:
     """Like container.assemble but keeps the header's data_bytes as given (a lying header)."""
     hbytes = zlib.compress(json.dumps(header).encode())
-    return PREFIX.pack(MAGIC, struct.unpack_from("<I", like, 8)[0], len(hbytes), hashlib.sha256(hbytes + data).digest()) + hbytes + data
+    digest = hashlib.sha256(hbytes + data).digest()
+    return PREFIX.pack(MAGIC, struct.unpack_from("<I", like, 8)[0], len(hbytes), digest) + hbytes + data
 
 
 def reassemble(header: dict, data: bytes, like: bytes | None = None) -> bytes:

@@ -76,9 +76,11 @@ def measure(run_dir: Path) -> dict:
         signs.update(s.numpy().tobytes())
         positive[name] = [int(s.sum()), s.numel()]
     return {
-        "overrides": list(GOLDEN_OVERRIDES), "test_images": GOLDEN_TEST_IMAGES, "val_images": GOLDEN_VAL_IMAGES, "platform": platform(),
+        "overrides": list(GOLDEN_OVERRIDES), "test_images": GOLDEN_TEST_IMAGES, "val_images": GOLDEN_VAL_IMAGES,
+        "platform": platform(),
         "summary": {k: summary[k] for k in SUMMARY_KEYS},
-        "packed": {"bytes": len(buf), "bits_per_binarized_weight": report_bytes(buf)["totals"]["bits_per_binarized_weight"],
+        "packed": {"bytes": len(buf),
+                   "bits_per_binarized_weight": report_bytes(buf)["totals"]["bits_per_binarized_weight"],
                    "sha256": hashlib.sha256(buf).hexdigest(), "signs_sha256": signs.hexdigest(),
                    "positive_signs": positive},
     }

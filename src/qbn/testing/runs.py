@@ -106,7 +106,8 @@ def fake_trunk(root: Path, epochs: int = 4, name: str = "trunk", status: str = "
         save_snapshot(snapshot_path(d, e), {"l1": h[e, :36].view(4, 1, 3, 3), "l2": h[e, 36:].view(2, 4, 3, 3)}, e)
     write_json(RunDir(d).summary, {"status": status, "epochs": epochs, "test/acc": 0.5})
     RunDir(d).hydra_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(OmegaConf.create({"model": {"name": "resnet20"}, "trainer": {"max_epochs": epochs}}), RunDir(d).config_yaml)
+    config = OmegaConf.create({"model": {"name": "resnet20"}, "trainer": {"max_epochs": epochs}})
+    OmegaConf.save(config, RunDir(d).config_yaml)
     return d
 
 
