@@ -34,6 +34,19 @@ def test_stable_share_curve_in_each_shape(signs):
     assert stable_share_at(_run(), 0.5) is None
 
 
+def test_stable_share_curve_as_the_sign_instrument_writes_it():
+    """signs.json["steps"]["overall"] is qbn.signs.step_timing's output: the curve the study reads is its "all"."""
+    import torch
+
+    from qbn.signs import step_timing
+
+    last_flip = torch.tensor([0, 0, 0, 10, 40, 80, 100, 0, 0, 25])  # 4 of 10 weights flip after step 0
+    timing = step_timing(last_flip, 100, grid=[0, 25, 50, 100])
+    r = _run(signs={"steps": {"total_steps": 100, "overall": timing, "layers": {}}})
+    assert stable_curve(r) == ([0.0, 25.0, 50.0, 100.0], [0.5, 0.7, 0.8, 1.0])
+    assert stable_share_at(r, 0.5) == 0.8  # weights whose last flip is at or before step 50
+
+
 def test_kernel_values_from_the_summary_else_kernels_json():
     r = _run(
         {K.ENTROPY_MM: 8.1},

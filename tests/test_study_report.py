@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import math
 import re
 import statistics
@@ -270,6 +271,23 @@ def test_claim1_is_an_equivalence_test_per_norm_on_90_percent_intervals(cited):
     assert cited["claim1.adam_cosine.bn.verdict"] == "held"  # all three within ±1
     assert cited["claim1.adam_cosine.nobn.verdict"] == "did not hold"
     assert cited["claim1.adam_cosine.none.bn.seeds"] == "5"
+
+
+def test_claim1_columns_judge_the_schemes_the_study_ran(tmp_path):
+    """scale=cpu and smoke run only none and xnor: a column's verdict is over those (it read 'inconclusive'
+    for want of learnable and lq, even where none was held or did not hold)."""
+    study = make_study(tmp_path)
+    for run in (study / "scaling").iterdir():
+        if "-learnable-" in run.name or "-lq-" in run.name:
+            shutil.rmtree(run)
+    cited = {}
+    for sec in sections(read_study(study), study):
+        cited.update(numbers(sec))
+    assert cited["claim1.adam_cosine.none.bn.verdict"] == "held"
+    assert cited["claim1.adam_cosine.bn.verdict"] == "held"
+    assert cited["claim1.adam_cosine.none.nobn.verdict"] == "did not hold"
+    assert cited["claim1.adam_cosine.nobn.verdict"] == "did not hold"
+    assert "learnable" not in cited.get("claim1.adam_cosine.learnable.bn.verdict", "")
 
 
 def test_claim2_sign_timing_as_shares_and_no_zero_width_interval(cited):

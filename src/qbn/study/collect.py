@@ -186,12 +186,14 @@ def stable_share_at(run: Run, share: float) -> float | None:
 def stable_curve(run: Run) -> tuple[list[float], list[float]] | None:
     """signs.json's stable-share curve as (steps, shares), whichever of the plain shapes it has:
     {"steps": [...], "share": [...]}, [[step, share], ...], or shares at evenly spaced steps."""
-    raw = run.signs.get(K.STABLE_SHARE) or (run.signs.get("overall") or {}).get(K.STABLE_SHARE)
+    step_level = ((run.signs.get(K.STEP_TIMING) or {}).get("overall") or {}).get(K.STABLE_SHARE)
+    raw = step_level or run.signs.get(K.STABLE_SHARE) or (run.signs.get("overall") or {}).get(K.STABLE_SHARE)
     if not raw:
         return None
     if isinstance(raw, dict):
         steps = raw.get("steps") or raw.get("step")
-        values = raw.get("share") or raw.get(K.STABLE_SHARE) or raw.get("values")
+        # the sign instrument's own shape (qbn.signs.step_timing): {"steps", "all", "flipped", ...}
+        values = raw.get("all") or raw.get("share") or raw.get(K.STABLE_SHARE) or raw.get("values")
         return (list(map(float, steps)), list(map(float, values))) if steps and values else None
     if isinstance(raw[0], (list, tuple)):
         return [float(a) for a, _ in raw], [float(b) for _, b in raw]

@@ -8,7 +8,7 @@ from ..collect import Run, completed
 from ..plan import norm_slug
 from ..results import Figure, Panel, Row, Section, Series, Table, Verdict
 from ..stats import EQUIVALENCE_LEVEL, LEVEL
-from ..verdicts import ACCURACY_MARGIN, INCONCLUSIVE, combine, tost
+from ..verdicts import ACCURACY_MARGIN, INCONCLUSIVE, NOT_HELD, combine, tost
 from .common import NORM_LABEL, by_seed, diff, est, pct, recipe_label
 
 SCHEMES = ("none", "xnor", "learnable", "lq", "fp")
@@ -27,10 +27,10 @@ def scaling_section(runs: list[Run]) -> Section:
         s.empty = "No completed runs in scaling/."
         return s
     s.rule = (
-        f"for each of {', '.join(COMPARED)}, the {100 * EQUIVALENCE_LEVEL:.0f} % interval of its test-accuracy "
-        f"difference to {REFERENCE} (paired by seed) within ±{100 * ACCURACY_MARGIN:g} point: held (two one-sided "
-        f"tests at 5 %); wholly outside: did not hold; else inconclusive. A column's verdict: all three held -> held, "
-        "one did not hold -> did not hold. With BatchNorm after each binary conv, training-mode BatchNorm cancels any "
+        f"for each scheme the study ran among {', '.join(COMPARED)}, the {100 * EQUIVALENCE_LEVEL:.0f} % interval of "
+        f"its test-accuracy difference to {REFERENCE} (paired by seed) within ±{100 * ACCURACY_MARGIN:g} point: held "
+        f"(two one-sided tests at 5 %); wholly outside: did not hold; else inconclusive. A column's verdict: every "
+        "scheme held -> held, one did not hold -> did not hold. With BatchNorm after each binary conv, training-mode BatchNorm cancels any "
         "positive per-channel scale, so that column is expected to hold by construction; the column without "
         f"BatchNorm is where scaling can matter. Accuracy intervals: {100 * LEVEL:.0f} %."
     )
@@ -80,8 +80,14 @@ def scaling_section(runs: list[Run]) -> Section:
                 ]
             table.rows.append(Row(f"claim1.{recipe}.{sc}", cells))
         s.tables.append(table)
+        ran = [sc for sc in COMPARED if any(accs[(n, sc)] for n in norms)]  # a scale may run only some schemes
         for n in norms:
-            verdict = combine(verdicts[n]) if len(verdicts[n]) == len(COMPARED) else INCONCLUSIVE
+            if NOT_HELD in verdicts[n]:
+                verdict = NOT_HELD
+            elif ran and len(verdicts[n]) == len(ran):  # every scheme the study ran was compared in this column
+                verdict = combine(verdicts[n])
+            else:
+                verdict = INCONCLUSIVE
             s.verdicts.append(
                 Verdict(f"{recipe_label(recipe)}, {NORM_LABEL[n]}", verdict, f"claim1.{recipe}.{norm_slug(n)}.verdict")
             )
