@@ -77,7 +77,8 @@ FILE_BYTES = "export/file_bytes"
 
 # ---- signs.json / kernels.json -------------------------------------------------------------------
 STABLE_SHARE = "stable_share"  # signs.json: share of weights stable (no later flip) against steps
-STEP_TIMING = "steps"  # signs.json: the step-resolution figures, {"total_steps", "overall": {..., stable_share}, "layers"}
+# signs.json: the step-resolution figures, {"total_steps", "overall": {..., stable_share}, "layers"}
+STEP_TIMING = "steps"
 KERNEL_HISTORY = "history"  # kernels.json: {epoch: {entropy, entropy_mm?, top8, ...}}
 UNIFORM_BITS = 9.0  # 512 equally likely 3x3 sign kernels
 UNIFORM_TOP8 = 8 / 512

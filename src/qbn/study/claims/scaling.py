@@ -30,8 +30,9 @@ def scaling_section(runs: list[Run]) -> Section:
         f"for each scheme the study ran among {', '.join(COMPARED)}, the {100 * EQUIVALENCE_LEVEL:.0f} % interval of "
         f"its test-accuracy difference to {REFERENCE} (paired by seed) within ±{100 * ACCURACY_MARGIN:g} point: held "
         f"(two one-sided tests at 5 %); wholly outside: did not hold; else inconclusive. A column's verdict: every "
-        "scheme held -> held, one did not hold -> did not hold. With BatchNorm after each binary conv, training-mode BatchNorm cancels any "
-        "positive per-channel scale, so that column is expected to hold by construction; the column without "
+        "scheme held -> held, one did not hold -> did not hold. With BatchNorm after each binary conv, "
+        "training-mode BatchNorm cancels any positive per-channel scale, so that column is expected to hold by "
+        "construction; the column without "
         f"BatchNorm is where scaling can matter. Accuracy intervals: {100 * LEVEL:.0f} %."
     )
     panels = []
