@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import math
 import re
+import shutil
 import statistics
 from pathlib import Path
 
