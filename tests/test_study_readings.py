@@ -75,7 +75,12 @@ def cpu_shaped_study(root: Path) -> Path:
             run = root / "study" / job.key
             (run / ".hydra").mkdir(parents=True)
             (run / ".hydra" / "overrides.yaml").write_text("".join(f"- '{o}'\n" for o in job.overrides))
-            (run / "summary.json").write_text(json.dumps(_summary(job, rng)))
+            summary = _summary(job, rng)
+            (run / "summary.json").write_text(json.dumps(summary))
+            if K.E_EPOCH.format(q="0.90") in summary:  # a trunk's stable-share curve, as the sign instrument writes it
+                steps = summary["global_step"]
+                curve = {"steps": [0, steps // 2, steps], "all": [0.7, 0.9, 1.0]}
+                (run / "signs.json").write_text(json.dumps({"steps": {"total_steps": steps, "overall": {K.STABLE_SHARE: curve}}}))
     return root / "study"
 
 

@@ -8,7 +8,7 @@ from ..collect import Run, completed
 from ..plan import norm_slug
 from ..results import Figure, Panel, Row, Section, Series, Table, Verdict
 from ..stats import EQUIVALENCE_LEVEL, LEVEL
-from ..verdicts import ACCURACY_MARGIN, INCONCLUSIVE, NOT_HELD, combine, tost
+from ..verdicts import ACCURACY_MARGIN, HELD, INCONCLUSIVE, combine, tost
 from .common import NORM_LABEL, by_seed, diff, est, pct, recipe_label
 
 SCHEMES = ("none", "xnor", "learnable", "lq", "fp")
@@ -83,11 +83,8 @@ def scaling_section(runs: list[Run]) -> Section:
         s.tables.append(table)
         ran = [sc for sc in COMPARED if any(accs[(n, sc)] for n in norms)]  # a scale may run only some schemes
         for n in norms:
-            if NOT_HELD in verdicts[n]:
-                verdict = NOT_HELD
-            elif ran and len(verdicts[n]) == len(ran):  # every scheme the study ran was compared in this column
-                verdict = combine(verdicts[n])
-            else:
+            verdict = combine(verdicts[n])
+            if verdict == HELD and len(verdicts[n]) < len(ran):  # held only if every scheme run was compared here
                 verdict = INCONCLUSIVE
             s.verdicts.append(
                 Verdict(f"{recipe_label(recipe)}, {NORM_LABEL[n]}", verdict, f"claim1.{recipe}.{norm_slug(n)}.verdict")
