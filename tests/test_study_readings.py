@@ -80,7 +80,8 @@ def cpu_shaped_study(root: Path) -> Path:
             if K.E_EPOCH.format(q="0.90") in summary:  # a trunk's stable-share curve, as the sign instrument writes it
                 steps = summary["global_step"]
                 curve = {"steps": [0, steps // 2, steps], "all": [0.7, 0.9, 1.0]}
-                (run / "signs.json").write_text(json.dumps({"steps": {"total_steps": steps, "overall": {K.STABLE_SHARE: curve}}}))
+                signs = {"steps": {"total_steps": steps, "overall": {K.STABLE_SHARE: curve}}}
+                (run / "signs.json").write_text(json.dumps(signs))
     return root / "study"
 
 
