@@ -8,14 +8,14 @@ import math
 import pytest
 import torch
 
-from qbn.kernels.run_stats import kernel_stats, summary_fields
-from qbn.kernels.stats import (
+from qbn.kernels.histograms import (
     entropy_miller_madow,
     histogram,
     kernel_ids,
     null_stats,
     shuffled_signs,
 )
+from qbn.kernels.run_stats import kernel_stats, summary_fields
 
 
 def loop_entropy_mm(counts):

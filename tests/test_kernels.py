@@ -25,7 +25,7 @@ from qbn.kernels import (
     top_shares,
     uniform_coverage,
 )
-from qbn.kernels.codebook import CodebookError, check_bits
+from qbn.kernels.codebook_choice import CodebookError, check_bits
 
 
 def _loop_id(kernel: torch.Tensor) -> int:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from qbn.binary import BinaryConv2d
-from qbn.binary.codebook import learned_ste, pattern_ids
+from qbn.binary.kernel_mapping import learned_ste, pattern_ids
 from qbn.build import build_callbacks, check_values
 from qbn.callbacks.codebook import drop_param_groups
 from qbn.errors import QbnError

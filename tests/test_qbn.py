@@ -12,7 +12,7 @@ from qbn.build import build_callbacks
 from qbn.callbacks.codebook import QBNCallback, load_bwn
 from qbn.errors import CheckpointError, QbnError
 from qbn.kernels import histogram, ids_to_kernels, kernel_ids, map_to_codebook, select_codebook
-from qbn.kernels.codebook import CodebookError
+from qbn.kernels.codebook_choice import CodebookError
 from qbn.kernels.quantize import (
     QBNSettings,
     latent_histogram,
@@ -272,7 +272,7 @@ def test_sweep_view_table_and_references(tmp_path):
     import json
 
     from qbn.aggregate import VIEWS
-    from qbn.kernels.sweep import qbn_table, qbn_view
+    from qbn.kernels.accuracy_vs_bits import qbn_table, qbn_view
 
     assert qbn_view in VIEWS
     bwn = tmp_path / "bwn"

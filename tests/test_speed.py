@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch._dynamo.utils import counters
 
 from qbn.binary import binary_layers
-from qbn.binary.codebook import _nearest_codeword, kernel_ids, map_to_codebook
+from qbn.binary.kernel_mapping import _nearest_codeword, kernel_ids, map_to_codebook
 from qbn.build import build_datamodule
 from qbn.errors import ConfigError
 from qbn.export import export_module

@@ -17,7 +17,7 @@ from qbn.study import keys as K
 from qbn.study import render
 from qbn.study.plan import plan
 from qbn.study.readings import PLACEHOLDER, stray_numbers
-from qbn.study.report import write_results
+from qbn.study.results_page import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 

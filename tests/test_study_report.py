@@ -21,7 +21,7 @@ from qbn.study.claims import sections
 from qbn.study.collect import read_study
 from qbn.study.readings import stray_numbers
 from qbn.study.render import numbers
-from qbn.study.report import write_results
+from qbn.study.results_page import write_results
 from qbn.testing.runs import run_cli
 
 T_2 = 4.302652729911275  # Student's t, 97.5 % quantile, 2 degrees of freedom (95 % interval of 3 seeds)
@@ -496,8 +496,8 @@ def test_an_unknown_key_is_refused_in_the_function_too(study, cited):
     ],
 )
 def test_the_renderer_never_prints_an_interval_of_zero_width(values, text):
+    from qbn.study.intervals import estimate
     from qbn.study.render import estimate_text
-    from qbn.study.stats import estimate
 
     shown = estimate_text(estimate(values))
     if isinstance(text, str):

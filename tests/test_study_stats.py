@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from qbn.study.stats import EQUIVALENCE_LEVEL, Estimate, estimate, paired_difference, t_quantile
+from qbn.study.intervals import EQUIVALENCE_LEVEL, Estimate, estimate, paired_difference, t_quantile
 from qbn.study.verdicts import (
     HELD,
     INCONCLUSIVE,

@@ -17,10 +17,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .analysis.figures import pyplot, save_figure
-from .analysis.sweep import KEY_METRICS, group_key, mean_std, pct, read_rows
+from .analysis.figure_files import pyplot, save_figure
+from .analysis.multirun_table import KEY_METRICS, group_key, mean_std, pct, read_rows
 from .errors import QbnError, command
-from .kernels.sweep import qbn_view
+from .kernels.accuracy_vs_bits import qbn_view
 from .rewind.sweep_view import rewind_view
 from .rundir import write_text
 

@@ -6,7 +6,7 @@ of a run when `report: true`.
 
 The report is a list of SECTIONS: functions run_dir -> markdown ("" to skip) that may write
 figures under run_dir/figures. Another instrument's section is imported and listed in SECTIONS
-below (as qbn.kernels.report.kernel_section is).
+below (as qbn.kernels.report_section.kernel_section is).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from pathlib import Path
 
 from matplotlib.ticker import MaxNLocator  # matplotlib but not pyplot: the backend is chosen later
 
-from .analysis.figures import label_axes, pyplot, save_figure
+from .analysis.figure_files import label_axes, pyplot, save_figure
+from .analysis.multirun_table import pct
 from .analysis.sign_dynamics import analyze_run
-from .analysis.sweep import pct
 from .errors import DamagedFileError, OutputError, QbnError, command
-from .kernels.report import kernel_section
+from .kernels.report_section import kernel_section
 from .rundir import RunDir, check_can_write, read_json, read_summary, write_text
 from .signs import list_snapshots
 

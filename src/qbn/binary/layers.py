@@ -5,7 +5,7 @@ Optional state rides along as buffers so it is saved in checkpoints and packed f
 - `fixed_signs` (bool, True = +1): signs fixed by rewinding; with `fixed_mask` (bool) only
   the masked weights are fixed and the rest follow sign(W).
 - `codebook` (long, 2^n kernel ids, most frequent first): QBN; each 3x3 kernel is replaced by
-  its codeword c* = argmax_{c in K} <w, c> (qbn.binary.codebook), gradients reach W through the STE.
+  its codeword c* = argmax_{c in K} <w, c> (qbn.binary.kernel_mapping), gradients reach W through the STE.
 - `patterns` (an optional Parameter, K x 3 x 3): a learned codebook (qbn.method=learned) while it
   trains; each kernel takes sign(p*) of the pattern maximising <w, sign(p)>, and freezing turns
   it into the `codebook` of the patterns' sign ids (the same forward).
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .codebook import learned_ste, map_to_codebook, pattern_ids, quantize_ste, quantized_kernels
+from .kernel_mapping import learned_ste, map_to_codebook, pattern_ids, quantize_ste, quantized_kernels
 from .scaling import make_scaling
 from .ste import sign_ste
 

@@ -10,9 +10,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from ..kernels.read_signs import backbone
-from ..kernels.run_stats import summary_fields, write_run_kernels
-from ..kernels.stats import (
+from ..kernels.histograms import (
     entropy,
     is_kernel_tensor,
     layer_histograms,
@@ -21,6 +19,8 @@ from ..kernels.stats import (
     top_shares,
     uniform_coverage,
 )
+from ..kernels.read_signs import backbone
+from ..kernels.run_stats import summary_fields, write_run_kernels
 from ..loggers import wandb_run, wandb_table
 from ..rundir import RunDir, update_summary
 from ..signs import model_signs

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.stats import NUM_IDS
+from ..kernels.histograms import NUM_IDS
 
 HALF = NUM_IDS // 2
 _CONTEXTS = 4 * 2 * 3  # earlier holders (0..3+) x in previous (0/1) x negation (unknown/held/not held)

@@ -1,6 +1,6 @@
 """Binary-kernel statistics and QBN codebooks (docs/study.md: kernel id, entropy, coverage, QBN)."""
 
-from .codebook import (
+from .codebook_choice import (
                        CodebookError,
                        bits_accounting,
                        check_bits,
@@ -14,7 +14,7 @@ from .codebook import (
                        quantized_kernels,
                        select_codebook,
 )
-from .stats import (
+from .histograms import (
                        NUM_IDS,
                        coverage,
                        entropy,

@@ -1,7 +1,7 @@
 """Learned codebooks (qbn.method=learned; after Sub-bit Neural Networks, Wang et al., ICCV 2021),
 plain PyTorch: each quantized 3x3 layer gets 2^n real patterns (a Parameter, K x 3 x 3, one set
 for all layers with a shared codebook); forward maps each kernel w to sign(p*) of the pattern
-maximising <w, sign(p)> (qbn.binary.codebook.learned_ste); the patterns train with the rest.
+maximising <w, sign(p)> (qbn.binary.kernel_mapping.learned_ste); the patterns train with the rest.
 Here: their start, the re-seeding of duplicates, and the freeze into a plain QBN codebook."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 from ..binary import binary_layers
-from ..binary.codebook import pattern_ids
+from ..binary.kernel_mapping import pattern_ids
 from ..signs import flip_fraction
-from .codebook import MAX_BITS, CodebookError, select_codebook
+from .codebook_choice import MAX_BITS, CodebookError, select_codebook
+from .histograms import NUM_IDS, ids_to_kernels, most_frequent
 from .quantize import latent_histogram
-from .stats import NUM_IDS, ids_to_kernels, most_frequent
 
 
 def _magnitude(t: torch.Tensor) -> float:

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..binary import binary_layers
 from ..signs import flip_fraction
-from .codebook import (
+from .codebook_choice import (
     MAX_BITS,
     CodebookError,
     bits_accounting,
@@ -20,7 +20,7 @@ from .codebook import (
     distortion_curve,
     select_codebook,
 )
-from .stats import histogram, is_kernel_tensor, kernel_ids, overall_histogram
+from .histograms import histogram, is_kernel_tensor, kernel_ids, overall_histogram
 
 CODEBOOK_MODES = ("per_layer", "shared")
 ALLOCATIONS = ("distortion", "coverage")

@@ -13,7 +13,7 @@ from ..checkpoint import model_from_checkpoint
 from ..errors import QbnError
 from ..rundir import RunDir
 from ..signs import load_snapshot, model_signs
-from .stats import is_kernel_tensor
+from .histograms import is_kernel_tensor
 
 
 def backbone(model: nn.Module) -> nn.Module:

@@ -11,8 +11,7 @@ import torch
 from ..errors import QbnError
 from ..rundir import RunDir, write_json
 from ..signs import SnapshotError, list_snapshots, load_snapshot
-from .figures import write_figures
-from .stats import (
+from .histograms import (
     entropy,
     entropy_miller_madow,
     layer_histograms,
@@ -21,6 +20,7 @@ from .stats import (
     summarize,
     top_shares,
 )
+from .kernel_figures import write_figures
 
 NULL_SEED = 0   # the shuffled null's seed: one fixed draw, so kernels.json is reproducible
 

@@ -19,7 +19,6 @@ What the trunk must have saved: `signs/epoch_NNN.pt` (sign snapshots) and
 """
 
 from .callbacks import ApplyRewind, FreezeSigns, RewindPoints, start_checkpoint
-from .plan import RewindPlan, apply_plan, fix_net_signs, load_weights, plan_rewind
 from .recipe import (
     MODEL_KEYS,
     RECIPE_KEYS,
@@ -28,6 +27,7 @@ from .recipe import (
     override_keys,
     rewound_config,
 )
+from .resolved_plan import RewindPlan, apply_plan, fix_net_signs, load_weights, plan_rewind
 from .spec import (
     FreezeAt,
     RewindError,

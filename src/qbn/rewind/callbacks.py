@@ -14,7 +14,7 @@ import torch
 from ..binary import binary_layers
 from ..rundir import RunDir, update_summary
 from ..signs import model_signs, save_snapshot, share_label, share_snapshot_path, share_step
-from .plan import apply_plan, plan_rewind
+from .resolved_plan import apply_plan, plan_rewind
 from .spec import check_shares, parse_freeze_at
 from .trunk import share_checkpoint_path
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..analysis.figures import pyplot, save_figure
-from ..analysis.sweep import mean_std, pct
+from ..analysis.figure_files import pyplot, save_figure
+from ..analysis.multirun_table import mean_std, pct
 from ..rundir import read_summary
 from .trunk import share_final, trunk_last_epoch
 

@@ -18,7 +18,7 @@ from ..errors import QbnError, command
 from ..schema import STUDY_SCHEMAS, check_schema
 from .collect import damaged, read_study
 from .plan_cost import plan_report
-from .report import write_results
+from .results_page import write_results
 from .runner import Runner
 
 

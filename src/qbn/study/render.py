@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..analysis.figures import label_axes, pyplot, save_figure
+from ..analysis.figure_files import label_axes, pyplot, save_figure
+from .intervals import Estimate
 from .results import Cell, Figure, Num, Panel, Section, Table
-from .stats import Estimate
 
 FIGURES = "figures"
 MORE_DIGITS = 3  # at most this many extra decimals to show an interval's width

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from .stats import Estimate
+from .intervals import Estimate
 
 
 @dataclass(frozen=True)

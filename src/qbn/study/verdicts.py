@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from .stats import Estimate
+from .intervals import Estimate
 
 HELD, NOT_HELD, INCONCLUSIVE = "held", "did not hold", "inconclusive"
 # Claim 2 with a recipe under which at least 90 % of the signs never leave their initial value

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ..collect import Run
+from ..intervals import LEVEL, Estimate, estimate, paired_difference
 from ..plan import norm_slug
 from ..results import Num
-from ..stats import LEVEL, Estimate, estimate, paired_difference
 
 NORM_LABEL = {"batch": "BatchNorm", "none": "no BatchNorm"}
 

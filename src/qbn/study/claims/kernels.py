@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from .. import keys as K
 from ..collect import Run, completed
+from ..intervals import LEVEL, estimate
 from ..plan import norm_slug
 from ..results import Figure, Line, Panel, Row, Section, Series, Table, Verdict
-from ..stats import LEVEL, estimate
 from ..verdicts import CLUSTER_MARGIN, HELD, INCONCLUSIVE, NOT_HELD
 from .common import by_seed, diff, est, group_label, pct, plain
 

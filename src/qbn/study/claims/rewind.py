@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from .. import keys as K
 from ..collect import Run, completed, stable_share_at, trunks
+from ..intervals import LEVEL
 from ..results import Figure, Panel, Row, Section, Series, Table, Verdict, share_text, slug
-from ..stats import LEVEL
 from ..verdicts import ACCURACY_MARGIN, HELD, not_worse
 from .common import by_seed, diff, est, pct
 

@@ -5,9 +5,9 @@ equivalence test (two one-sided tests at 5 %: the 90 % interval within ±1 point
 from __future__ import annotations
 
 from ..collect import Run, completed
+from ..intervals import EQUIVALENCE_LEVEL, LEVEL
 from ..plan import norm_slug
 from ..results import Figure, Panel, Row, Section, Series, Table, Verdict
-from ..stats import EQUIVALENCE_LEVEL, LEVEL
 from ..verdicts import ACCURACY_MARGIN, HELD, INCONCLUSIVE, combine, tost
 from .common import NORM_LABEL, by_seed, diff, est, pct, recipe_label
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from .. import keys as K
 from ..collect import Run, completed, stable_curve
+from ..intervals import LEVEL, estimate
 from ..results import Figure, Panel, Row, Section, Series, Table, Verdict
-from ..stats import LEVEL, estimate
 from ..verdicts import SETTLE_SHARE, UNTESTED, below
 from .common import est, group_key, group_label, pct, plain
 

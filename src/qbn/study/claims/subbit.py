@@ -12,9 +12,9 @@ from pathlib import Path
 
 from .. import keys as K
 from ..collect import Run, completed, find_run
+from ..intervals import LEVEL, estimate
 from ..plan import distill_slug
 from ..results import Figure, Line, Panel, Row, Section, Series, Table, Verdict
-from ..stats import LEVEL, estimate
 from ..verdicts import ACCURACY_MARGIN, GOAL_BITS, GOAL_BITS_PER_WEIGHT, goal, not_worse
 from .common import by_seed, diff, est, pct
 

@@ -1,14 +1,14 @@
 """QBN codebooks (docs/study.md): the 2^n most frequent kernel ids, and the bit accounting /
 bit-budget choice of n. The mapping c* = argmax_{c in K} <w, c> and its STE are binary-layer
-mathematics (qbn.binary.codebook), imported here for one public kernels API."""
+mathematics (qbn.binary.kernel_mapping), imported here for one public kernels API."""
 
 from __future__ import annotations
 
 import torch
 
-from ..binary.codebook import map_to_codebook, quantize_ste, quantized_kernels
+from ..binary.kernel_mapping import map_to_codebook, quantize_ste, quantized_kernels
 from ..errors import ConfigError
-from .stats import NUM_IDS, coverage, most_frequent
+from .histograms import NUM_IDS, coverage, most_frequent
 
 MIN_BITS, MAX_BITS = 1, 9
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..analysis.figures import pyplot, save_figure
-from .stats import NUM_IDS, ids_to_kernels
+from ..analysis.figure_files import pyplot, save_figure
+from .histograms import NUM_IDS, ids_to_kernels
 
 
 def _short(name: str) -> str:

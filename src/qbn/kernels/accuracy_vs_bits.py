@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..analysis.figures import pyplot, save_figure
-from ..analysis.sweep import mean_std
+from ..analysis.figure_files import pyplot, save_figure
+from ..analysis.multirun_table import mean_std
 from ..rundir import RunDir, read_summary
 
 

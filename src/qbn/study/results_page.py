@@ -14,12 +14,12 @@ from ..errors import QbnError
 from ..rundir import RunDir, read_json, read_yaml, write_json, write_text
 from .claims import sections
 from .collect import Run, completed, damaged, read_study, unreadable
+from .intervals import EQUIVALENCE_LEVEL, LEVEL
 from .plan import STAGES, plan
 from .provenance import STUDY_JSON
 from .readings import READINGS, fill, read_readings
 from .render import numbers, section_markdown, table_markdown
 from .results import Row, Table
-from .stats import EQUIVALENCE_LEVEL, LEVEL
 
 RESULTS = "RESULTS.md"
 NUMBERS = "numbers.json"

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from ..binary.codebook import NUM_IDS, ids_to_kernels, is_kernel_tensor, kernel_ids
+from ..binary.kernel_mapping import NUM_IDS, ids_to_kernels, is_kernel_tensor, kernel_ids
 
 NUM_CLASSES = 256
 __all__ = ["NUM_CLASSES", "NUM_IDS", "coverage", "entropy", "entropy_miller_madow", "histogram", "null_stats",
