@@ -1,4 +1,4 @@
-"""Reading runs back: the stable-share curve in each shape signs.json may give it, and the kernel
+"""Reading runs back: the stable-share curve as the sign instrument writes it into signs.json, and the kernel
 statistics from summary.json or, where it lacks them, from kernels.json (its overall and null parts)."""
 
 from __future__ import annotations
@@ -18,22 +18,6 @@ def _run(summary: dict | None = None, signs: dict | None = None, kernels: dict |
     return r
 
 
-@pytest.mark.parametrize(
-    "signs",
-    [
-        {K.STABLE_SHARE: {"steps": [0, 50, 100], "share": [0.7, 0.9, 1.0]}},
-        {"overall": {K.STABLE_SHARE: [[0, 0.7], [50, 0.9], [100, 1.0]]}},
-        {K.STABLE_SHARE: [0.7, 0.9, 1.0]},  # evenly spaced over the run's 100 steps
-    ],
-)
-def test_stable_share_curve_in_each_shape(signs):
-    r = _run(signs=signs)
-    assert stable_curve(r) == ([0.0, 50.0, 100.0], [0.7, 0.9, 1.0])
-    assert stable_share_at(r, 0.25) == 0.7  # the last point at or before step 25
-    assert stable_share_at(r, 0.5) == 0.9
-    assert stable_share_at(_run(), 0.5) is None
-
-
 def test_stable_share_curve_as_the_sign_instrument_writes_it():
     """signs.json["steps"]["overall"] is qbn.signs.step_timing's output: the curve the study reads is its "all"."""
     import torch
@@ -44,7 +28,10 @@ def test_stable_share_curve_as_the_sign_instrument_writes_it():
     timing = step_timing(last_flip, 100, grid=[0, 25, 50, 100])
     r = _run(signs={"steps": {"total_steps": 100, "overall": timing, "layers": {}}})
     assert stable_curve(r) == ([0.0, 25.0, 50.0, 100.0], [0.5, 0.7, 0.8, 1.0])
+    assert stable_share_at(r, 0.25) == 0.7  # the last point at or before step 25
     assert stable_share_at(r, 0.5) == 0.8  # weights whose last flip is at or before step 50
+    assert stable_share_at(_run(), 0.5) is None  # a run without signs.json
+    assert stable_curve(_run(signs={"steps": {"total_steps": 100}})) is None  # nor its curve
 
 
 def test_kernel_values_from_the_summary_else_kernels_json():

@@ -83,8 +83,10 @@ def main() -> None:
     p.add_argument("--shape", type=int, nargs=2, default=[1, 28], metavar=("CHANNELS", "SIZE"),
                    help="input channels and size (default: Fashion-MNIST's 1 x 28 x 28)")
     a = p.parse_args()
-    reference_threads = torch.get_num_threads()
-    print(f"torch {torch.__version__}, CPU, {reference_threads} threads by default; batch {a.batch}, "
+    # the reference is the eager NCHW FP step at the machine's thread count, or at the largest count
+    # measured when that one is not (--threads 1 on a 2-core machine)
+    reference_threads = torch.get_num_threads() if torch.get_num_threads() in a.threads else max(a.threads)
+    print(f"torch {torch.__version__}, CPU, {torch.get_num_threads()} threads by default; batch {a.batch}, "
           f"input {a.shape[0]}x{a.shape[1]}x{a.shape[1]}, {a.rounds} rounds")
     for name in a.models:
         med = measure(name, a.layouts, a.modes, a.threads, a.batch, a.rounds, tuple(a.shape))

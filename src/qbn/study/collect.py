@@ -184,19 +184,10 @@ def stable_share_at(run: Run, share: float) -> float | None:
 
 
 def stable_curve(run: Run) -> tuple[list[float], list[float]] | None:
-    """signs.json's stable-share curve as (steps, shares), whichever of the plain shapes it has:
-    {"steps": [...], "share": [...]}, [[step, share], ...], or shares at evenly spaced steps."""
-    step_level = ((run.signs.get(K.STEP_TIMING) or {}).get("overall") or {}).get(K.STABLE_SHARE)
-    raw = step_level or run.signs.get(K.STABLE_SHARE) or (run.signs.get("overall") or {}).get(K.STABLE_SHARE)
-    if not raw:
+    """signs.json's stable-share curve over all binarized weights as (steps, shares), in the one shape
+    the sign instrument writes (qbn.signs.step_timing under signs.json["steps"]["overall"]:
+    {"steps": [...], "all": [...], ...}); None when the run has none."""
+    curve = ((run.signs.get(K.STEP_TIMING) or {}).get("overall") or {}).get(K.STABLE_SHARE)
+    if not curve or not curve.get("steps") or not curve.get("all"):
         return None
-    if isinstance(raw, dict):
-        steps = raw.get("steps") or raw.get("step")
-        # the sign instrument's own shape (qbn.signs.step_timing): {"steps", "all", "flipped", ...}
-        values = raw.get("all") or raw.get("share") or raw.get(K.STABLE_SHARE) or raw.get("values")
-        return (list(map(float, steps)), list(map(float, values))) if steps and values else None
-    if isinstance(raw[0], (list, tuple)):
-        return [float(a) for a, _ in raw], [float(b) for _, b in raw]
-    total = run.steps or (len(raw) - 1)
-    n = max(1, len(raw) - 1)
-    return [total * i / n for i in range(len(raw))], [float(v) for v in raw]
+    return [float(s) for s in curve["steps"]], [float(v) for v in curve["all"]]
