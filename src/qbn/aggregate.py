@@ -20,9 +20,9 @@ from pathlib import Path
 from .analysis.figure_files import pyplot, save_figure
 from .analysis.multirun_table import KEY_METRICS, group_key, mean_std, pct, read_rows
 from .errors import QbnError, command
+from .file_io import write_text
 from .kernels.accuracy_vs_bits import qbn_view
 from .rewind.sweep_view import rewind_view
-from .rundir import write_text
 
 VIEWS: list[Callable[[Path, list[dict]], str]] = [rewind_view, qbn_view]
 

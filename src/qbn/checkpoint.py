@@ -16,7 +16,7 @@ from .binary import binary_layers
 from .binary.layers import BinaryWeightMixin
 from .errors import CheckpointError
 from .module import build_module
-from .rundir import RunDir, run_config
+from .rundir import RunDir
 
 
 def checkpoint_file(path: str | Path) -> Path:
@@ -105,7 +105,7 @@ def load_run_checkpoint(path: str | Path, module: nn.Module | None = None, need:
     label = label or f"checkpoint {path}"
     ckpt = load_checkpoint(path)
     run_dir = run_dir_of(path if path.is_dir() else path.parent)
-    cfg = run_config(run_dir) if run_dir is not None else None
+    cfg = RunDir(run_dir).saved_config() if run_dir is not None else None
     if module is None and cfg is None:
         raise CheckpointError(f"{path}: no .hydra/config.yaml in its run directory, so its model cannot be rebuilt; "
                               "pass a run directory or a checkpoint inside one")

@@ -26,6 +26,11 @@ class OutputError(QbnError):
     """An output path that cannot be written (read-only, under a file, a directory where a file belongs)."""
 
 
+class RunDirError(QbnError):
+    """A run directory this command may not train as asked (qbn.rundir.RunDir.check_can_train); nothing
+    was written there."""
+
+
 def command(argv: list[str], usage: str, arguments_ok, action) -> int:
     """A small command line (python -m qbn.report, qbn.study report, ...): its usage line and exit
     2 when `arguments_ok(argv)` is false (exit 0 for -h / --help), else `action(argv)`, whose

@@ -1,5 +1,7 @@
-"""Hydra callbacks: aggregate a multirun when it ends, and exit non-zero if a job failed or was
-refused (a refused job leaves its run directory untouched, so it notes itself in the sweep folder)."""
+"""Hydra callbacks: the run directory checked before Hydra makes it, and a multirun aggregated when
+it ends, exiting non-zero if a job failed or was refused (a refused job leaves its run directory
+untouched, so it notes itself in the sweep folder: RunDir.note_refusal). What a run may do with its
+directory is qbn.rundir.RunDir's; these hooks only ask it."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from .aggregate import aggregate
-from .run_guard import REFUSED, RunDirError, check_writable
+from .errors import RunDirError
+from .rundir import RunDir
 
 log = logging.getLogger("qbn.sweep")
 
@@ -29,7 +32,7 @@ class CheckRunDir(Callback):
 
 def _check(folder: str) -> None:
     try:
-        check_writable(Path(folder))
+        RunDir(folder).check_writable()
     except RunDirError as e:
         print(f"qbn: {e}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -37,12 +40,11 @@ def _check(folder: str) -> None:
 
 class AggregateOnMultirunEnd(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        (Path(config.hydra.sweep.dir) / REFUSED).unlink(missing_ok=True)  # an earlier sweep's notes
+        RunDir.forget_refusals(config.hydra.sweep.dir)  # an earlier sweep's notes
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        refused_file = sweep_dir / REFUSED
-        refused = refused_file.read_text().splitlines() if refused_file.exists() else []
+        refused = RunDir.refusals(sweep_dir)
         for line in refused:
             log.error("job %s", line)
         try:

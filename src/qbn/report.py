@@ -24,8 +24,9 @@ from .analysis.figure_files import label_axes, pyplot, save_figure
 from .analysis.multirun_table import pct
 from .analysis.sign_dynamics import analyze_run
 from .errors import DamagedFileError, OutputError, QbnError, command
+from .file_io import check_can_write, read_json, write_text
 from .kernels.report_section import kernel_section
-from .rundir import RunDir, check_can_write, read_json, read_summary, write_text
+from .rundir import RunDir
 from .signs import list_snapshots
 
 log = logging.getLogger("qbn.report")
@@ -87,7 +88,7 @@ def _layer_colors(n: int):
 
 def summary_section(run_dir: Path) -> str:
     """The run's basics from summary.json: accuracy, model, recipe."""
-    s = read_summary(run_dir)
+    s = RunDir(run_dir).read_summary()
     if s is None:
         return "## Run\n\nNo summary.json in this run directory."
     rows = [("status", s.get("status")), ("test accuracy %", pct(s.get("test/acc"))),
@@ -286,7 +287,7 @@ def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise QbnError(f"{run_dir} is not a directory: give a run directory (outputs/<name>/<timestamp>)")
-    read_summary(run_dir)   # each raises DamagedFileError, naming the file, when it does not read
+    RunDir(run_dir).read_summary()   # each raises DamagedFileError, naming the file, when it does not read
     run = RunDir(run_dir)
     read_json(run.signs_json)
     read_json(run.kernels_json)

@@ -1,7 +1,7 @@
 """What a run directory may hold, derived rather than listed by hand: the directory's own entries
 (RunDir.CORE, RunDir.CORE_MAY) and what each writer declares: a callback's or logger's `writes`
 (always, when it is on) and `may_write` (only in some cases), a module's WRITES. `overwrite=true`
-clears exactly RUN_OUTPUTS (qbn.run_guard.clear_outputs: nothing else in the directory is touched);
+clears exactly RUN_OUTPUTS (qbn.rundir.RunDir.start_over: nothing else in the directory is touched);
 tests/test_run_outputs.py trains a run with every instrument on and checks its directory against
 the declarations, both ways.
 

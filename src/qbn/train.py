@@ -13,10 +13,8 @@ exits non-zero at its end.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
-import traceback
 from pathlib import Path
 
 import hydra
@@ -41,18 +39,9 @@ from .module import build_module
 from .quiet import quiet_libraries
 from .report import log_figures, write_report
 from .rewind import override_keys, rewound_config, start_checkpoint
-from .run_guard import (
-    check_writable,
-    claim,
-    clear_outputs,
-    leave_untouched,
-    merged_overrides,
-    note_refusal,
-    save_hydra_files,
-    saved_overrides,
-)
+from .run_guard import RUN_SETTINGS
 from .run_outputs import RUN_OUTPUTS
-from .rundir import RunDir, update_summary, wall_segments, write_json
+from .rundir import RunDir, wall_segments
 from .schema import check_config
 
 log = logging.getLogger("qbn.train")
@@ -73,9 +62,10 @@ def _sweep_name() -> str | None:
 def train(cfg: DictConfig) -> dict:
     """Train, test and record one run in the current Hydra run directory; returns the summary.
     A directory holding an earlier run's results (completed, or resumed from) is written only once
-    every check has passed; a refusal leaves it byte for byte as it was (qbn.run_guard)."""
+    every check has passed; a refusal leaves it byte for byte as it was (qbn.rundir.RunDir)."""
     quiet_libraries()
     run_dir, hc = _run_dir(), HydraConfig.get()
+    run = RunDir(run_dir)
     taken, start, prior = False, time.time(), None
     # DDP's other ranks start (inside rank zero's fit) in a directory rank zero has taken: they
     # train alongside it and write nothing there
@@ -85,23 +75,22 @@ def train(cfg: DictConfig) -> dict:
         # a rewound run trains with its trunk's recipe: a new config, made before anything is built
         cfg = rewound_config(cfg, run_dir, override_keys(hc.overrides.task))
         datamodule = build_datamodule(cfg)  # reads only; fills in what the data decides (num_classes)
-        decision = claim(cfg, run_dir)
-        if decision.action == "skip":
-            leave_untouched(run_dir)
+        claim = run.check_can_train(cfg, RUN_SETTINGS)
+        if claim.action == "skip":
+            run.leave_untouched()
             log.info("%s already completed (test/acc %s); skipping. overwrite=true retrains it.", run_dir,
-                     decision.previous.get("test/acc"))
-            return decision.previous
-        protect = decision.action == "resume" or (decision.previous or {}).get("status") == "completed"
-        if not protect and writer:  # a new or unfinished directory: take it now, so a failure is recorded there
-            taken = _take(cfg, run_dir, None)
+                     claim.previous.get("test/acc"))
+            return claim.previous
+        if not claim.protects and writer:  # a new or unfinished directory: take it now, so a failure is recorded there
+            taken = run.take(claim, cfg, hc, RUN_OUTPUTS)
         start = time.time()
-        prior = decision.previous if decision.action == "resume" else None  # its wall_s segments go on
+        prior = claim.previous if claim.action == "resume" else None  # its wall_s segments go on
         set_tf32(cfg.allow_tf32)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule.prepare_data()
         model = build_module(cfg)
         callbacks = build_callbacks(cfg)   # every instrument, from cfg.callbacks only
-        ckpt_path, resume_epoch = decision.checkpoint, None
+        ckpt_path, resume_epoch = claim.checkpoint, None
         if ckpt_path is not None:
             ckpt = load_checkpoint(ckpt_path)
             check_compatible(ckpt["state_dict"], model, f"checkpoint {ckpt_path}")
@@ -110,37 +99,21 @@ def train(cfg: DictConfig) -> dict:
         elif cfg.qbn.from_ckpt:
             load_checkpoint(cfg.qbn.from_ckpt)  # a damaged file is refused before a protected directory is touched
         if not taken and writer:
-            taken = _take(cfg, run_dir, ckpt_path, decision.damaged)
-        return _fit(cfg, run_dir, datamodule, model, callbacks, ckpt_path, resume_epoch, start, prior)
+            taken = run.take(claim, cfg, hc, RUN_OUTPUTS)
+        return _fit(cfg, run, datamodule, model, callbacks, ckpt_path, resume_epoch, start, prior)
     except BaseException as e:
         if taken:
-            _record_failure(run_dir, e, wall_segments(prior, time.time() - start))
+            run.record_failure("interrupted" if isinstance(e, STOPPED) else "failed", e,
+                               wall_segments(prior, time.time() - start),
+                               with_traceback=not isinstance(e, (QbnError, *STOPPED)))
         elif writer:
-            _forget_if_made(run_dir)
-            note_refusal(hc, run_dir, e)
+            run.forget_if_made()
+            run.note_refusal(hc, e)
         raise
 
 
-def _take(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None, damaged: bool = False) -> bool:
-    """Make the run directory this run's: clear an earlier run's outputs for a fresh start, save .hydra/.
-    A resume (asked for with resume=) past a damaged summary.json keeps that file as summary.json.damaged."""
-    check_writable(run_dir)
-    overrides = list(HydraConfig.get().overrides.task)
-    if damaged:
-        os.replace(RunDir(run_dir).summary, RunDir(run_dir).damaged_summary)
-        log.warning("%s/%s did not read: kept as %s; the resumed run writes a new one", run_dir, RunDir.SUMMARY,
-                    RunDir.DAMAGED_SUMMARY)
-    if ckpt_path is None:
-        cleared = clear_outputs(run_dir, RUN_OUTPUTS)
-        if cleared:
-            log.info("%s: cleared the earlier run's %s; training from scratch", run_dir, ", ".join(cleared))
-    else:
-        overrides = merged_overrides(saved_overrides(run_dir), overrides)
-    save_hydra_files(run_dir, cfg, HydraConfig.get(), overrides)
-    return True
-
-
-def _fit(cfg, run_dir, datamodule, model, callbacks, ckpt_path, resume_epoch, start, prior) -> dict:
+def _fit(cfg, run: RunDir, datamodule, model, callbacks, ckpt_path, resume_epoch, start, prior) -> dict:
+    run_dir = run.root
     summary = {
         "status": "running", "model": cfg.model.name, "scaling": cfg.scaling.name if cfg.binary.enabled else "fp",
         "binary": bool(cfg.binary.enabled), "dataset": cfg.dataset.name, "seed": cfg.seed,
@@ -151,10 +124,7 @@ def _fit(cfg, run_dir, datamodule, model, callbacks, ckpt_path, resume_epoch, st
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         summary["overrides"] = list(HydraConfig.get().overrides.task)
     if not rank_zero_only.rank:  # one writer: DDP's other ranks run this function too
-        if ckpt_path is None:  # a fresh start: nothing stale (an earlier attempt's error) may survive
-            write_json(RunDir(run_dir).summary, summary)
-        else:
-            update_summary(run_dir, error=None, **summary)
+        run.mark_running(summary, fresh=ckpt_path is None)
 
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks,
@@ -176,7 +146,7 @@ def _fit(cfg, run_dir, datamodule, model, callbacks, ckpt_path, resume_epoch, st
     results["status"] = "completed"
     summary = {**summary, **results}   # DDP's other ranks return it too (no spurious missing test/acc)
     if trainer.is_global_zero:
-        summary = update_summary(run_dir, **results)
+        summary = run.update_summary(**results)
         wandb_summary(trainer.loggers, flatten(summary))
         if cfg.report:
             try:  # the report reads the run directory only; its failure must not fail the run
@@ -188,14 +158,6 @@ def _fit(cfg, run_dir, datamodule, model, callbacks, ckpt_path, resume_epoch, st
     return summary
 
 
-def _forget_if_made(run_dir: Path) -> None:
-    """A refused run leaves nothing: not even the empty directory Hydra made for it (a missing
-    resume= directory stays missing)."""
-    if run_dir.is_dir() and not any(run_dir.iterdir()):
-        leave_untouched(run_dir)
-        run_dir.rmdir()
-
-
 def _finish_wandb() -> None:
     """One W&B run per job: close it so the next job of a multirun starts its own."""
     if "wandb" in sys.modules:
@@ -203,13 +165,6 @@ def _finish_wandb() -> None:
 
         if wandb.run is not None:
             wandb.finish()
-
-
-def _record_failure(run_dir: Path, error: BaseException, wall: dict) -> None:
-    status = "interrupted" if isinstance(error, STOPPED) else "failed"
-    update_summary(run_dir, status=status, error=f"{type(error).__name__}: {error}", **wall)
-    if not isinstance(error, (QbnError, *STOPPED)):
-        RunDir(run_dir).error.write_text("".join(traceback.format_exception(error)))
 
 
 def _stopped_advice(error: BaseException) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..rundir import replaced
+from ..file_io import replaced
 
 
 def pyplot():

@@ -9,7 +9,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from ..errors import DamagedFileError
-from ..rundir import RunDir, read_summary
+from ..rundir import RunDir
 
 KEY_METRICS = ("test/acc", "val/acc_best", "epochs", "wall_s")
 
@@ -35,7 +35,7 @@ def read_rows(sweep_dir: Path) -> list[dict]:
     rows = []
     for d in job_dirs(sweep_dir):
         try:
-            summary = read_summary(d) or {"status": "missing"}
+            summary = RunDir(d).read_summary() or {"status": "missing"}
         except DamagedFileError as e:   # listed by path with the jobs that did not complete, never counted
             summary = {"status": "damaged", "error": str(e)}
         row = {"job": d.name, **summary}

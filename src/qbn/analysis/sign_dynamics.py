@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from ..errors import QbnError
-from ..rundir import RunDir, check_can_write, read_summary, run_config, update_summary, write_json
+from ..file_io import check_can_write, write_json
+from ..rundir import RunDir
 from ..signs import (
     SnapshotError,
     distance_to_final,
@@ -47,7 +48,7 @@ SIGNS_JSON = RunDir.SIGNS_JSON
 
 def _expected_epochs(run_dir: Path, found: list[int]) -> list[int]:
     """Epochs the snapshot callback should have written, from the run's config and summary."""
-    cfg = run_config(run_dir)
+    cfg = RunDir(run_dir).saved_config()
     every, chosen = 1, set()
     try:
         snap = cfg.callbacks.get("sign_snapshots") if cfg is not None else None
@@ -56,7 +57,7 @@ def _expected_epochs(run_dir: Path, found: list[int]) -> list[int]:
             chosen = {int(e) for e in (snap.get("epochs") or [])}
     except Exception:  # noqa: BLE001  a foreign or partial config: assume every epoch
         pass
-    summary = read_summary(run_dir) or {}
+    summary = RunDir(run_dir).read_summary() or {}
     last = summary.get("epochs") if summary.get("status") == "completed" else None
     last = int(last) if isinstance(last, int) else (max(found) if found else 0)
     first = min(found) if found else 0  # a run started from an epoch-J checkpoint begins at J
@@ -151,7 +152,7 @@ def analyze_run(run_dir: str | Path, write: bool = True) -> dict:
     if write:
         write_json(RunDir(run_dir).signs_json, result)
         if RunDir(run_dir).summary.exists():
-            update_summary(run_dir, **summary_fields(result))
+            RunDir(run_dir).update_summary(**summary_fields(result))
     return result
 
 
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not Path(argv[0]).is_dir():
             raise QbnError(f"{argv[0]} is not a directory (give a run directory with signs/epoch_NNN.pt)")
-        read_summary(argv[0])   # a damaged summary.json is named before anything is written
+        RunDir(argv[0]).read_summary()   # a damaged summary.json is named before anything is written
         check_can_write(RunDir(argv[0]).signs_json, RunDir(argv[0]).summary)
         result = analyze_run(argv[0])
     except QbnError as e:

@@ -31,7 +31,7 @@ from ..kernels.quantize import (
     refresh,
 )
 from ..loggers import wandb_table
-from ..rundir import update_summary
+from ..rundir import RunDir
 
 log = logging.getLogger("qbn.qbn")
 
@@ -178,7 +178,7 @@ class QBNCallback(pl.Callback):
         binary = binary_layers(pl_module.net)
         acc = model_bits(pl_module.net, self.bits, shared)
         not_quantized = [k for k in binary if k not in self.bits]
-        update_summary(self.run_dir, qbn=dict(vars(self.settings)), qbn_bits=self.bits, qbn_layers=self.report,
+        RunDir(self.run_dir).update_summary(qbn=dict(vars(self.settings)), qbn_bits=self.bits, qbn_layers=self.report,
                        qbn_quantized=list(self.done), qbn_not_quantized=not_quantized,
                        qbn_note="only 3x3 binary convs are quantized; other binary layers stay at 1 bit per weight "
                                 "and full-precision layers (first conv, classifier, BatchNorm) are unchanged",

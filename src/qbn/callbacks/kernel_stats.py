@@ -22,7 +22,7 @@ from ..kernels.histograms import (
 from ..kernels.read_signs import backbone
 from ..kernels.run_stats import summary_fields, write_run_kernels
 from ..loggers import wandb_run, wandb_table
-from ..rundir import RunDir, update_summary
+from ..rundir import RunDir
 from ..signs import model_signs
 
 log = logging.getLogger("qbn.kernels")
@@ -80,7 +80,7 @@ class KernelStats(pl.Callback):
         if signs is None:
             return
         stats = self._write(trainer, signs, trainer.current_epoch)
-        update_summary(self.run_dir, **summary_fields(stats))
+        RunDir(self.run_dir).update_summary(**summary_fields(stats))
         o = stats["overall"]
         log.info("kernels: entropy %.2f bits, top-1/8/32 coverage %.1f/%.1f/%.1f %% (uniform 0.2/1.6/6.3 %%)",
                  o["entropy"], 100 * o["top1"], 100 * o["top8"], 100 * o["top32"])

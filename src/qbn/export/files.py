@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..checkpoint import model_from_checkpoint, run_dir_of
 from ..errors import QbnError
-from ..rundir import RunDir, check_can_write, read_summary, update_summary, write_bytes
+from ..file_io import check_can_write, write_bytes
+from ..rundir import RunDir
 from .container import MAGIC, PREFIX
 from .loader import load_bytes
 from .sizes import size_report
@@ -57,7 +58,7 @@ def export_with_report(source: str | Path, out: str | Path | None = None, fmt: s
     info = {"checkpoint": str(source), "run_dir": str(run_dir) if run_dir else None, "dataset": str(cfg.dataset.name),
             "scaling": str(cfg.scaling.name) if cfg.binary.enabled else "fp", "binary": dict(cfg.binary)}
     if run_dir is not None:  # every check before the first byte is written: summary.json reads and can be written
-        read_summary(run_dir)
+        RunDir(run_dir).read_summary()
         check_can_write(RunDir(run_dir).summary)
     check_can_write(out)
     buf = export_module(module, cfg, None, fmt, alpha_dtype, fp_dtype, fold_bn, info)
@@ -65,7 +66,7 @@ def export_with_report(source: str | Path, out: str | Path | None = None, fmt: s
     write_atomic(out, buf)
     if run_dir is not None:
         totals = {f"export/{k}": v for k, v in report["totals"].items() if v is not None and not isinstance(v, dict)}
-        update_summary(run_dir, **totals, **{"export/file": str(out)})
+        RunDir(run_dir).update_summary(**totals, **{"export/file": str(out)})
     return out, report
 
 

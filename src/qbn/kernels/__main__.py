@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ..checkpoint import run_dir_of
 from ..errors import QbnError
-from ..rundir import RunDir, check_can_write
+from ..file_io import check_can_write
+from ..rundir import RunDir
 from .read_signs import load_signs
 from .run_stats import write_run_kernels
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..analysis.figure_files import pyplot, save_figure
 from ..analysis.multirun_table import mean_std
-from ..rundir import RunDir, read_summary
+from ..rundir import RunDir
 
 
 def _size(row: dict) -> float | None:
@@ -49,7 +49,7 @@ def references(rows: list[dict]) -> dict[str, dict]:
         for kind, key in (("bwn", "from_ckpt"), ("fp", "fp_reference")):
             d = _run_dir(q.get(key))
             if d is not None:
-                add(kind, read_summary(d), str(d))
+                add(kind, RunDir(d).read_summary(), str(d))
     return refs
 
 

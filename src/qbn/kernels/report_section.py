@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..rundir import RunDir, read_json, read_summary
+from ..file_io import read_json
+from ..rundir import RunDir
 
 
 def kernel_section(run_dir: Path) -> str:
@@ -25,7 +26,7 @@ def kernel_section(run_dir: Path) -> str:
             lines.append(f"| {name} | {s['entropy']:.2f} | {s['distinct']} | {100 * s['top1']:.1f} "
                          f"| {100 * s['top8']:.1f} | {100 * s['top32']:.1f} |")
         lines += [""] + [f"![{Path(f).stem}]({f})" for f in stats.get("figures", [])]
-    summary = read_summary(run_dir) or {}
+    summary = RunDir(run_dir).read_summary() or {}
     if summary.get("qbn"):
         q = summary["qbn"]
         ns = sorted(set((summary.get("qbn_bits") or {}).values()))

@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from ..errors import QbnError
-from ..rundir import RunDir, write_json
+from ..file_io import write_json
+from ..rundir import RunDir
 from ..signs import SnapshotError, list_snapshots, load_snapshot
 from .histograms import (
     entropy,

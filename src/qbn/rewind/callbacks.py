@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 
 from ..binary import binary_layers
-from ..rundir import RunDir, update_summary
+from ..rundir import RunDir
 from ..signs import model_signs, save_snapshot, share_label, share_snapshot_path, share_step
 from .resolved_plan import apply_plan, plan_rewind
 from .spec import check_shares, parse_freeze_at
@@ -68,7 +68,7 @@ class RewindPoints(pl.Callback):
         for share in self.shares:
             self._at_step.setdefault(share_step(share, total), []).append(share)
         if trainer.is_global_zero:
-            update_summary(self.run_dir, **{"rewind/total_steps": total, "rewind/share_steps": {
+            RunDir(self.run_dir).update_summary(**{"rewind/total_steps": total, "rewind/share_steps": {
                 share_label(f): share_step(f, total) for f in self.shares}})
         self._last_global_step = trainer.global_step
         if trainer.global_step == 0 and 0 in self._at_step:
@@ -113,7 +113,7 @@ class ApplyRewind(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.run_dir is not None and trainer.is_global_zero:
-            update_summary(self.run_dir, **self.plan.summary())
+            RunDir(self.run_dir).update_summary(**self.plan.summary())
         resume = self.plan.resume_path
         ckpt = trainer.ckpt_path
         own = ckpt is not None and (resume is None or Path(ckpt).resolve() != resume.resolve())
@@ -150,7 +150,7 @@ class FreezeSigns(pl.Callback):
             layer.fix_signs(layer.signs())
         if self.run_dir is not None and trainer.is_global_zero:
             at = self.epoch if self.at.share is None else self.at.text
-            update_summary(self.run_dir, freeze_signs_at=at, freeze_signs_step=trainer.global_step)
+            RunDir(self.run_dir).update_summary(freeze_signs_at=at, freeze_signs_step=trainer.global_step)
         log.info("signs fixed at %s (optimizer step %d)", self.at.text, trainer.global_step)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

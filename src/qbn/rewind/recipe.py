@@ -9,7 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..config import flatten, group_with_target
-from ..rundir import run_config
+from ..rundir import RunDir
 from .spec import RewindError
 from .trunk import check_outside_trunk, find_trunk
 
@@ -90,7 +90,7 @@ def rewound_config(cfg: DictConfig, run_dir: str | Path, overrides: list[str]) -
     trunk = OmegaConf.select(cfg, "rewind.trunk", throw_on_missing=False)
     trunk_dir = find_trunk(trunk, cfg.paths.output_dir).resolve()
     check_outside_trunk(run_dir, trunk_dir)
-    trunk_cfg = run_config(trunk_dir)
+    trunk_cfg = RunDir(trunk_dir).saved_config()
     if trunk_cfg is None:
         raise RewindError(f"trunk {trunk_dir} lacks .hydra/config.yaml: is it a qbn run directory?")
     check_same_model(cfg, trunk_cfg, trunk_dir)

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..binary import binary_layers
 from ..checkpoint import check_compatible, load_checkpoint
-from ..rundir import read_summary
+from ..rundir import RunDir
 from .spec import RewindError, SignSpec, WeightSpec, parse_signs, parse_weights
 from .trunk import check_outside_trunk, find_trunk, select_signs, trunk_last_epoch, weights_file
 
@@ -41,7 +41,7 @@ class RewindPlan:
         if self.mask is not None:
             fixed = sum(int(m.sum()) for m in self.mask.values())
         total = sum(s.numel() for s in self.signs.values())
-        trunk = read_summary(self.trunk_dir) or {}
+        trunk = RunDir(self.trunk_dir).read_summary() or {}
         return {"rewind/trunk": str(self.trunk_dir), "rewind/mode": self.signs_spec.mode,
                 "rewind/signs": self.signs_spec.text, "rewind/K": self.k, "rewind/share": self.signs_spec.share,
                 "rewind/weights": self.weights_spec.text,

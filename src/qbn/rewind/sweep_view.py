@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..analysis.figure_files import pyplot, save_figure
 from ..analysis.multirun_table import mean_std, pct
-from ..rundir import read_summary
+from ..rundir import RunDir
 from .trunk import share_final, trunk_last_epoch
 
 
@@ -34,7 +34,7 @@ def rewind_groups(rows: list[dict]) -> dict[str, dict]:
 
 def _trunk_info(trunk: str) -> dict:
     path = Path(trunk)
-    summary = read_summary(path) or {}
+    summary = RunDir(path).read_summary() or {}
     info = {"dir": path, "acc": summary.get("test/acc"), "epochs": summary.get("epochs"), "share_final": None}
     try:
         last = trunk_last_epoch(path)

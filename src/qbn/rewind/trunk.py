@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..rundir import RunDir, read_summary, read_summary_or_none
+from ..rundir import RunDir
 from ..signs import (
     SnapshotError,
     distance_to_final,
@@ -38,7 +38,7 @@ def find_trunk(trunk: str, output_dir: str | Path) -> Path:
                           f"{folder}. Train one first: python -m qbn.train name={trunk} {TRUNK_OPTION} ...")
     runs = []
     for d in folder.iterdir():
-        s = read_summary_or_none(d) if d.is_dir() else None   # a damaged run is no completed trunk: skipped
+        s = RunDir(d).read_summary_or_none() if d.is_dir() else None   # a damaged run is no completed trunk: skipped
         if s and s.get("status") == "completed" and not s.get("rewind/trunk"):
             runs.append((RunDir(d).summary.stat().st_mtime, d))
     if not runs:
@@ -56,7 +56,7 @@ def check_outside_trunk(run_dir: str | Path, trunk_dir: Path) -> None:
 
 
 def _check_completed(path: Path) -> Path:
-    s = read_summary(path)
+    s = RunDir(path).read_summary()
     if not s or s.get("status") != "completed":
         state = "has no summary.json" if not s else f"has status {s.get('status')!r}"
         raise RewindError(f"trunk {path} {state}: rewinding needs a completed trunk run")
@@ -65,7 +65,7 @@ def _check_completed(path: Path) -> Path:
 
 def trunk_last_epoch(trunk_dir: Path) -> int:
     """E: the trunk's number of completed epochs (the epoch of its final signs)."""
-    summary = read_summary(trunk_dir) or {}
+    summary = RunDir(trunk_dir).read_summary() or {}
     if summary.get("epochs") is not None:
         return int(summary["epochs"])
     snaps = list_snapshots(trunk_dir)

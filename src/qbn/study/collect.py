@@ -11,7 +11,8 @@ from functools import cached_property
 from pathlib import Path
 
 from ..errors import DamagedFileError
-from ..rundir import RunDir, read_json, read_summary, read_yaml
+from ..file_io import read_json, read_yaml
+from ..rundir import RunDir
 from . import keys as K
 from .plan import STAGES
 
@@ -19,7 +20,7 @@ from .plan import STAGES
 def _json(path: Path, damaged: list[str] | None = None) -> dict | None:
     """A JSON file of a run; None when absent, or when damaged (its message then added to `damaged`)."""
     try:
-        data = read_json(path) if path.name != RunDir.SUMMARY else read_summary(path.parent)
+        data = read_json(path) if path.name != RunDir.SUMMARY else RunDir(path.parent).read_summary()
     except DamagedFileError as e:
         if damaged is None:
             raise

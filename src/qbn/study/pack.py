@@ -11,13 +11,13 @@ from pathlib import Path
 from ..errors import command
 from ..export import export_with_report
 from ..export.evaluate import evaluate_file
-from ..rundir import update_summary
+from ..rundir import RunDir
 
 
 def pack_and_evaluate(run_dir: Path, dataset: list[str]) -> dict:
     out, _ = export_with_report(run_dir)
     result = evaluate_file(out, dataset)
-    return update_summary(run_dir, **{"export/test_acc": result["acc"], "export/test_images": result["images"]})
+    return RunDir(run_dir).update_summary(**{"export/test_acc": result["acc"], "export/test_images": result["images"]})
 
 
 def main(argv: list[str]) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ..rundir import read_summary_or_none
+from ..rundir import RunDir
 from .plan import Job
 
 
@@ -41,7 +41,7 @@ class Progress:
             ), "measured on this invocation's runs"
         wall = epochs = 0.0
         for job in self.jobs.values():
-            s = read_summary_or_none(self.dir / job.key) or {}  # a damaged one: job_state names it
+            s = RunDir(self.dir / job.key).read_summary_or_none() or {}  # a damaged one: job_state names it
             if s.get("status") == "completed" and s.get("wall_s") and s.get("epochs"):
                 wall += s["wall_s"]
                 epochs += job.epochs

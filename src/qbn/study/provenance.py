@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from .. import __version__
-from ..rundir import read_json, write_json
+from ..file_io import read_json, write_json
 
 STUDY_JSON = "study.json"
 

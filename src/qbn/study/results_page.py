@@ -11,7 +11,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from ..errors import QbnError
-from ..rundir import RunDir, read_json, read_yaml, write_json, write_text
+from ..file_io import read_json, read_yaml, write_json, write_text
+from ..rundir import RunDir
 from .claims import sections
 from .collect import Run, completed, damaged, read_study, unreadable
 from .intervals import EQUIVALENCE_LEVEL, LEVEL

@@ -23,8 +23,9 @@ from omegaconf import DictConfig
 
 from ..config import compose_train
 from ..errors import DamagedFileError, QbnError
+from ..file_io import read_json
 from ..rewind.spec import parse_freeze_at, parse_signs, parse_weights
-from ..rundir import read_json, read_summary
+from ..rundir import RunDir
 from ..schema import STUDY_SCHEMAS, check_config, check_schema
 from . import submit
 from .launch import LIVE, _gpu_count, _run_process, _stop_on_sigterm, stop_live_runs
@@ -45,7 +46,7 @@ def job_state(run_dir: Path, export: bool = False) -> str:
     """done | new | interrupted | failed | unpacked (trained, not yet packed and evaluated); a damaged
     summary.json is a StudyError naming it (the study cannot tell whether the run is done)."""
     try:
-        s = read_summary(run_dir)
+        s = RunDir(run_dir).read_summary()
     except DamagedFileError as e:
         raise StudyError(f"{e}: the study cannot tell whether that run is done; move the run directory away "
                          "(or delete it) and run the study again to redo it") from None
@@ -150,14 +151,14 @@ class Runner:
                 code = self.launch(command, out, log_path, env)
             if code in (130, -2):
                 raise KeyboardInterrupt
-        s = read_summary(run_dir) or {}
+        s = RunDir(run_dir).read_summary() or {}
         if s.get("status") == "completed" and job.export:
             dataset = [o for o in job.overrides if o.startswith(("dataset", "paths.data_dir"))]
             with open(log_path, "a") as out:
                 code = self.launch(
                     [sys.executable, "-m", "qbn.study.pack", str(run_dir), *dataset], out, log_path, self.job_env()
                 )
-            s = read_summary(run_dir) or {}
+            s = RunDir(run_dir).read_summary() or {}
             if code or "export/test_acc" not in s:  # reported now, packed again next time
                 s = {**s, "status": "failed", "error": f"packing or evaluating the file failed (exit {code})"}
         if s.get("status") == "completed":

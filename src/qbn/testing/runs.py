@@ -20,7 +20,7 @@ from omegaconf import OmegaConf, open_dict
 from qbn.binary import BinaryPolicy, binarize
 from qbn.config import CONFIG_DIR
 from qbn.models import resnet20
-from qbn.rundir import RunDir, write_json
+from qbn.rundir import RunDir
 from qbn.signs import save_snapshot, snapshot_path
 
 ROOT = Path(__file__).resolve().parents[3]   # the checkout: src/qbn/testing/runs.py
@@ -104,7 +104,7 @@ def fake_trunk(root: Path, epochs: int = 4, name: str = "trunk", status: str = "
     h = sign_history(epochs, n=4 * 3 * 3 + 2 * 4 * 3 * 3)
     for e in range(epochs + 1):
         save_snapshot(snapshot_path(d, e), {"l1": h[e, :36].view(4, 1, 3, 3), "l2": h[e, 36:].view(2, 4, 3, 3)}, e)
-    write_json(RunDir(d).summary, {"status": status, "epochs": epochs, "test/acc": 0.5})
+    RunDir(d).write_summary({"status": status, "epochs": epochs, "test/acc": 0.5})
     RunDir(d).hydra_dir.mkdir(parents=True, exist_ok=True)
     config = OmegaConf.create({"model": {"name": "resnet20"}, "trainer": {"max_epochs": epochs}})
     OmegaConf.save(config, RunDir(d).config_yaml)
