@@ -52,7 +52,7 @@ CASES = {
 
 
 def composed_text(name: str) -> str:
-    from qbn.schema import compose_config   # the composition every entry point uses
+    from qbn.schema import compose_config  # the composition every entry point uses
 
     if name.startswith("study"):
         from qbn.study.__main__ import split_overrides

@@ -11,11 +11,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from qbn.schema import check_config
 from qbn.checkpoint import load_checkpoint
 from qbn.errors import CheckpointError, ConfigError
 from qbn.run_guard import RunDirError, config_diff, merged_overrides
 from qbn.rundir import update_summary
+from qbn.schema import check_config
 from qbn.testing.golden import GOLDEN_OVERRIDES, golden
 from qbn.testing.rundirs import assert_unchanged, files, one_line
 from qbn.testing.runs import compose_cfg, run_cli, tiny

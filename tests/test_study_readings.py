@@ -9,7 +9,6 @@ import random
 import re
 from pathlib import Path
 
-
 from qbn.config import CONFIG_DIR
 from qbn.schema import compose_config
 from qbn.study import keys as K
