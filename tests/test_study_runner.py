@@ -287,7 +287,8 @@ def test_plan_cli_prints_the_plan_and_a_bad_override_is_one_line(tmp_path):
     assert not any(tmp_path.iterdir())   # nothing made
     bad = run_cli("qbn.study", "plan", "scale=nope")
     assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines() == ["qbn: study plan: In 'study': Could not find 'scale/nope'"]
+    assert bad.stderr.strip().splitlines() == [
+        "qbn: study plan: scale=nope: there is no scale named 'nope'; choose one of cpu, cpu_long, full, smoke"]
 
 
 # ---- nothing lost: the study's own options and damaged runs, before anything trains ----------------

@@ -19,7 +19,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ..config import CONFIG_DIR
+from ..config import CONFIG_DIR, check_choices
 from ..errors import ConfigError
 from .store import register
 
@@ -98,6 +98,7 @@ def compose_config(config_dir: Path, name: str, overrides: list[str], return_hyd
     is one ConfigError), also from inside another Hydra app (qbn.study): its global state is set
     aside and put back."""
     register()
+    check_choices(list(overrides), config_dir)   # model=resnet99: the real choices, in one line
     parsed = _parse(overrides)
     saved = Singleton._instances.pop(GlobalHydra, None)
     try:
