@@ -16,9 +16,9 @@ from qbn.config import CONFIG_DIR
 from qbn.errors import ConfigError
 from qbn.rewind import ApplyRewind, FreezeSigns, RewindPoints, rewound_config
 from qbn.rewind.__main__ import trunk_then_rewound
-from qbn.schema import check_schema
+from qbn.schema import check_config, sweep_jobs
 from qbn.testing.runs import TINY, compose_run, fake_trunk, run_cli
-from qbn.train import train
+from qbn.train import check_command_line, train
 
 INSTRUMENTS = {"checkpoint", "codebook", "distill", "progress", "model_summary", "sign_flips", "sign_snapshots",
                "weight_stats", "kernel_stats"}
@@ -81,15 +81,28 @@ def test_an_option_without_its_instrument_is_one_clear_message(cfg_factory):
     ("overwrite=yes_please", "overwrite='yes_please': not a valid bool; it takes true or false"),
     ("report=no", "report='no': not a valid bool; it takes true or false"),
     ("seed=abc", "seed='abc': Value 'abc' of type 'str' could not be converted to Integer"),
-    ("binary.ste=clipd", "binary.ste='clipd': Invalid value 'clipd', expected one of [clipped, identity]"),
-    ("qbn.codebook=global", "qbn.codebook='global': Invalid value 'global', expected one of [per_layer, shared]"),
+    ("binary.ste=clipd", "binary.ste='clipd' is not valid: choose one of clipped, identity"),
+    ("qbn.codebook=global", "qbn.codebook='global' is not valid: choose one of per_layer, shared"),
     ("qbn.bits=five", "qbn.bits='five': Value 'five' of type 'str' could not be converted to Integer"),
+    ("qbn.bits=12", "qbn.bits=12 is not valid: it must be a whole number from 1 to 9 (or null)"),
+    ("trainer.max_epochs=0", "trainer.max_epochs=0 is not valid: it must be a whole number of at least 1"),
+    ("dataset.test_subset=abc",
+     "dataset.test_subset='abc': Value 'abc' of type 'str' could not be converted to Integer"),
+    ("dataset.val_size=-1", "dataset.val_size=-1 is not valid: it must be a number of at least 0"),
     ("+rewind.sings=epoch:1", "rewind.sings='epoch:1': Key 'sings' not in 'RewindSchema'"),
+    ("+qbn.sings=1", "qbn.sings=1: Key 'sings' not in 'QBNSchema'"),
+    ("qbn.sings=1", "qbn.sings=1: Could not override 'qbn.sings'. To append to your config use +qbn.sings=1"),
 ])
 def test_a_typo_is_one_clear_message(cfg_factory, override, message):
     with pytest.raises(ConfigError) as e:
-        check_schema(cfg_factory(override))
+        check_config(cfg_factory(override))   # composing it, or checking what it composed
     assert str(e.value) == message
+
+
+def test_a_trainer_takes_any_lightning_argument(cfg_factory):
+    cfg = cfg_factory("+trainer.benchmark=true", "+trainer.accumulate_grad_batches=2")
+    check_config(cfg)
+    assert cfg.trainer.benchmark is True and cfg.trainer.accumulate_grad_batches == 2
 
 
 def test_a_typo_on_the_command_line_ends_the_run_in_one_line(tmp_path):
@@ -108,7 +121,7 @@ def test_a_typo_on_the_command_line_ends_the_run_in_one_line(tmp_path):
 def test_options_that_fight_are_refused_before_anything_starts(cfg_factory, tmp_path, overrides, message):
     cfg = cfg_factory(*TINY, *overrides, run_dir=tmp_path / "run")
     with pytest.raises(ConfigError, match=message) as e:
-        check_schema(cfg)
+        check_config(cfg)
     assert "\n" not in str(e.value)
     with pytest.raises(ConfigError, match=message):
         train(cfg)  # refused before the run directory is made
@@ -116,16 +129,16 @@ def test_options_that_fight_are_refused_before_anything_starts(cfg_factory, tmp_
 
 
 def test_full_precision_composes_with_the_default_scaling_or_none(cfg_factory):
-    check_schema(cfg_factory("binary=fp"))
-    check_schema(cfg_factory("binary=fp", "scaling=none"))
+    check_config(cfg_factory("binary=fp"))
+    check_config(cfg_factory("binary=fp", "scaling=none"))
 
 
 def test_every_composed_preset_fits_the_schema(cfg_factory):
     for preset in sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml")):
-        check_schema(cfg_factory(f"experiment={preset}"))
+        check_config(cfg_factory(f"experiment={preset}"))
     for option in ("off", "trunk", "rewound", "freeze"):
-        check_schema(cfg_factory(f"rewind={option}"))
-    check_schema(cfg_factory("binary=fp"))
+        check_config(cfg_factory(f"rewind={option}"))
+    check_config(cfg_factory("binary=fp"))
 
 
 def test_rewound_config_takes_the_trunk_recipe_into_a_new_config(cfg_factory, tmp_path):
@@ -147,10 +160,11 @@ def test_rewound_config_takes_the_trunk_recipe_into_a_new_config(cfg_factory, tm
 def test_trunk_then_rewound_refuses_a_shared_name_and_a_bad_override(tmp_path):
     with pytest.raises(ConfigError, match="--trunk-name"):
         trunk_then_rewound(["name=mine"])
-    with pytest.raises(ConfigError, match="bad override"):
+    with pytest.raises(ConfigError, match="^modell=resnet20: Could not override 'modell'"):
         trunk_then_rewound(["modell=resnet20"])
     r = run_cli("qbn.rewind", "datasett=digits")
-    assert r.returncode == 2 and r.stderr.startswith("qbn: bad override") and "Traceback" not in r.stderr
+    assert r.returncode == 2 and r.stderr.startswith("qbn: datasett=digits: Could not override 'datasett'")
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
 
 
 def test_console_scripts_beside_the_module_forms():
@@ -174,3 +188,16 @@ def test_trunk_then_rewound_sweep_is_one_command(tmp_path):
     assert len(jobs) == 2
     results = (sweep / "results.md").read_text()
     assert "rewind" in results.lower() and str(trunk.resolve()) in r.stdout
+
+
+def test_each_job_of_a_sweep_is_checked_before_the_first_one_starts():
+    assert sweep_jobs(["seed=0,1", "qbn.bits=4", "model=resnet20,vgg_small"]) == [
+        ["seed=0", "qbn.bits=4", "model=resnet20"], ["seed=0", "qbn.bits=4", "model=vgg_small"],
+        ["seed=1", "qbn.bits=4", "model=resnet20"], ["seed=1", "qbn.bits=4", "model=vgg_small"]]
+    check_command_line(["-m", *TINY, "seed=0,1"])
+    for bad, message in (("seed=0,abc", "seed='abc': Value 'abc' of type 'str' could not be converted to Integer"),
+                         ("overwrite=false,no", "overwrite='no': not a valid bool; it takes true or false"),
+                         ("trainer.max_epochs=1,0", "trainer.max_epochs=0 is not valid")):
+        with pytest.raises(ConfigError) as e:
+            check_command_line(["-m", *TINY, bad])
+        assert str(e.value).startswith(message) and "\n" not in str(e.value)

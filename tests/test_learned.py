@@ -11,7 +11,7 @@ import torch
 
 from qbn.binary import BinaryConv2d
 from qbn.binary.kernel_mapping import learned_ste, pattern_ids
-from qbn.build import build_callbacks, check_values
+from qbn.build import build_callbacks
 from qbn.callbacks.codebook import drop_param_groups
 from qbn.errors import QbnError
 from qbn.export import export_module, load_bytes
@@ -19,8 +19,9 @@ from qbn.kernels import CodebookError, ids_to_kernels, kernel_ids, select_codebo
 from qbn.kernels.learned import duplicate_rows, freeze_patterns, init_patterns, reseed_duplicates
 from qbn.kernels.quantize import QBNSettings, latent_histogram, quantizable_layers, quantize
 from qbn.losses import distillation_loss
-from qbn.schema import check_schema
+from qbn.schema import check_config
 from qbn.testing.export import make_module
+from qbn.testing.runs import qbn_settings
 
 
 def _sign(t: torch.Tensor) -> torch.Tensor:
@@ -213,16 +214,17 @@ def test_dropping_the_patterns_group_from_optimizer_and_scheduler():
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"bits": 4, "method": "snn"}, "choose topk"),
+    ({"bits": 4, "method": "snn"}, "qbn.method='snn' is not valid: choose one of topk, learned"),
     ({"bits": 4, "method": "learned", "progressive": True}, "qbn.progressive"),
-    ({"bits": 4, "learned_init": "zeros"}, "topk or random"),
+    ({"bits": 4, "learned_init": "zeros"}, "choose one of topk, random"),
     ({"bits": 4, "distill": {"weight": 0.5, "temperature": 4.0}}, "qbn.from_ckpt"),
-    ({"bits": 4, "from_ckpt": "x", "distill": {"weight": 1.5, "temperature": 4.0}}, "[0, 1]"),
+    ({"bits": 4, "from_ckpt": "x", "distill": {"weight": 1.5, "temperature": 4.0}},
+     "qbn.distill.weight=1.5 is not valid: it must be a number from 0 to 1"),
     ({"method": "learned"}, "QBN is off"),
 ])
 def test_settings_mistakes_are_one_message(settings, message):
     with pytest.raises(CodebookError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        QBNSettings.from_dict(settings)
+        QBNSettings.from_dict(qbn_settings(**settings))
 
 
 def test_ids_of_patterns_follow_sign_zero_is_plus_one():
@@ -237,13 +239,12 @@ def test_config_mistakes_are_one_message(cfg_factory):
         build_callbacks(cfg_factory("dataset=synthetic", "qbn.bits=5", "qbn.from_ckpt=x", "qbn.distill.weight=0.5",
                                     "callbacks.distill=null"))
     with pytest.raises(QbnError, match="qbn.distill.weight"):
-        check_values(cfg_factory("dataset=synthetic", "qbn.bits=5", "qbn.distill.weight=2"))
+        check_config(cfg_factory("dataset=synthetic", "qbn.bits=5", "qbn.distill.weight=2"))
     with pytest.raises(QbnError, match="qbn.method"):
-        check_schema(cfg_factory("dataset=synthetic", "qbn.bits=5", "qbn.method=snn"))
+        check_config(cfg_factory("dataset=synthetic", "qbn.bits=5", "qbn.method=snn"))
     cfg = cfg_factory("dataset=synthetic", "qbn.bits=5", "qbn.method=learned", "qbn.from_ckpt=x",
                       "qbn.distill.weight=0.5")
-    check_schema(cfg)
-    check_values(cfg)
+    check_config(cfg)
     names = {type(c).__name__ for c in build_callbacks(cfg)}
     assert {"QBNCallback", "Distillation"} <= names
 

@@ -86,7 +86,7 @@ def test_a_few_steps_stay_finite(scaling):
 
 
 def test_a_bad_norm_is_one_clear_message(tmp_path):
-    with pytest.raises(ConfigError, match="norm must be one of batch, none"):
+    with pytest.raises(ConfigError, match="model.backbone.norm='group' is not valid: choose one of batch, none"):
         train(compose_run(tmp_path / "r", tiny("trainer.accelerator=cpu", "model.backbone.norm=group")))
 
 

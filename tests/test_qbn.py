@@ -24,7 +24,7 @@ from qbn.kernels.quantize import (
     refresh,
 )
 from qbn.module import build_module
-from qbn.testing.runs import write_run_dir
+from qbn.testing.runs import qbn_settings, write_run_dir
 
 
 def _layer(o=6, i=5, seed=0) -> BinaryConv2d:
@@ -141,12 +141,14 @@ def test_non_3x3_layer_rejected():
 def test_settings_messages():
     for bad, match in (({"bits": 0}, "from 1 to 9"), ({"bits": 10}, "from 1 to 9"),
                        ({"bits": 3, "budget": 0.5}, "not both"),
-                       ({"bits": 3, "codebook": "global"}, "per_layer or shared"),
+                       ({"bits": 3, "codebook": "global"}, "choose one of per_layer, shared"),
                        ({"budget": 0.5, "codebook": "shared"}, "per_layer"), ({"layers": ["a"]}, "QBN is off"),
                        ({"from_ckpt": "x"}, "QBN is off"), ({"bits": 5, "from_ckpt": "???"}, "required")):
         with pytest.raises(CodebookError, match=match):
-            QBNSettings.from_dict(bad)
-    assert not QBNSettings.from_dict({}).enabled and QBNSettings.from_dict({"bits": 9}).enabled
+            QBNSettings.from_dict(qbn_settings(**bad))
+    assert not QBNSettings.from_dict(qbn_settings()).enabled and QBNSettings.from_dict(qbn_settings(bits=9)).enabled
+    with pytest.raises(CodebookError, match="qbn.method is missing"):   # no defaults of its own: conf/qbn/ has them
+        QBNSettings.from_dict({k: v for k, v in qbn_settings().items() if k != "method"})
 
 
 def test_config_group_default_is_off_and_bits_turns_on(cfg_factory):
@@ -178,12 +180,12 @@ def test_budget_mode_meets_budget_on_a_model(cfg_factory):
     layers = quantizable_layers(module.net)
     assert len(binary_layers(module.net)) > len(layers)           # 1x1 shortcuts stay at 1 bit per weight
     for budget in (0.9, 0.6, 0.4):
-        bits = plan_bits(QBNSettings(budget=budget), module.net, layers)
+        bits = plan_bits(QBNSettings.from_dict(qbn_settings(budget=budget)), module.net, layers)
         acc = model_bits(module.net, bits)
         assert acc["bits_per_weight"] <= budget
         assert all(1 <= n <= 9 for n in bits.values())
     with pytest.raises(CodebookError, match="smallest codebooks allow"):
-        plan_bits(QBNSettings(budget=0.01), module.net, layers)
+        plan_bits(QBNSettings.from_dict(qbn_settings(budget=0.01)), module.net, layers)
 
 
 def test_bits_per_weight_direct_count(cfg_factory):

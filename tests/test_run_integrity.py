@@ -11,11 +11,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from qbn.build import check_values
 from qbn.checkpoint import load_checkpoint
 from qbn.errors import CheckpointError, ConfigError
 from qbn.run_guard import RunDirError, config_diff, merged_overrides
 from qbn.rundir import update_summary
+from qbn.schema import check_config
 from qbn.testing.golden import GOLDEN_OVERRIDES, golden
 from qbn.testing.rundirs import assert_unchanged, files, one_line
 from qbn.testing.runs import compose_cfg, run_cli, tiny
@@ -203,7 +203,7 @@ def test_summary_cli_on_a_bad_file_is_one_line(tmp_path, capsys):
         assert err.count("\n") == 1 and err.startswith("qbn: ") and "weights_only" not in err, err
 
 
-def test_check_values_names_each_bad_option(cfg_factory):
+def test_check_config_names_each_bad_option(cfg_factory):
     for override, key in (("optimizer.lr=abc", "optimizer.lr"), ("optimizer.lr=-0.1", "optimizer.lr"),
                           ("trainer.max_epochs=-1", "trainer.max_epochs"),
                           ("trainer.max_epochs=1.5", "trainer.max_epochs"),
@@ -211,8 +211,8 @@ def test_check_values_names_each_bad_option(cfg_factory):
                           ("optimizer=sgd optimizer.momentum=2", "optimizer.momentum"),
                           ("qbn.bits=12", "qbn.bits"), ("seed=true", "seed")):
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-            check_values(cfg_factory(*tiny(*override.split())))
-    check_values(cfg_factory(*tiny("optimizer.lr=1e-3", "qbn.bits=4", "dataset.num_workers=null")))  # good values pass
+            check_config(cfg_factory(*tiny(*override.split())))
+    check_config(cfg_factory(*tiny("optimizer.lr=1e-3", "qbn.bits=4", "dataset.num_workers=null")))  # good values pass
 
 
 def test_config_diff_names_what_differs_and_ignores_what_does_not_matter(cfg_factory):

@@ -19,7 +19,7 @@ from qbn.build import build_datamodule
 from qbn.errors import ConfigError
 from qbn.export import export_module
 from qbn.module import build_module
-from qbn.schema import check_schema
+from qbn.schema import check_config
 from qbn.signs import load_snapshot, model_signs, save_snapshot
 from qbn.speed import compile_options, use_channels_last
 from qbn.testing.runs import TINY, compose_cfg, grouped_and_per_layer, run_cli
@@ -32,9 +32,9 @@ SMOKE = [*TINY, "dataset=digits", "trainer.limit_train_batches=2", "trainer.limi
 def test_speed_options_are_checked_and_resolved(cfg_factory):
     for override in ("compile=fast", "compile=1", "channels_last=yes"):
         with pytest.raises(ConfigError, match=override.split("=")[0]):
-            check_schema(cfg_factory(override))
+            check_config(cfg_factory(override))
     for override in ("compile=true", "compile=max-autotune", "compile=aot_eager", "channels_last=false"):
-        check_schema(cfg_factory(override))
+        check_config(cfg_factory(override))
     assert compile_options(False) is None and compile_options(True) == {}
     assert compile_options("max-autotune") == {"mode": "max-autotune"}
     assert compile_options("eager") == {"backend": "eager"}

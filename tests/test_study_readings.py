@@ -9,10 +9,8 @@ import random
 import re
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-
 from qbn.config import CONFIG_DIR
+from qbn.schema import compose_config
 from qbn.study import keys as K
 from qbn.study import render
 from qbn.study.plan import plan
@@ -66,9 +64,7 @@ def _summary(job, rng: random.Random) -> dict:
 
 
 def cpu_shaped_study(root: Path) -> Path:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONFIG_DIR / "study"), version_base="1.3"):
-        cfg = compose("study", overrides=[f"dir={root / 'study'}", "scale=cpu"])
+    cfg = compose_config(CONFIG_DIR / "study", "study", [f"dir={root / 'study'}", "scale=cpu"])
     rng = random.Random(0)
     for jobs in plan(cfg).values():
         for job in jobs:

@@ -394,17 +394,14 @@ def test_report_of_a_folder_without_runs_is_one_clear_line(tmp_path):
 def test_a_partial_study_says_so_with_its_planned_runs(tmp_path):
     """With the study's composed config in .study/ (as `python -m qbn.study` leaves it), the report
     counts the planned runs per stage and says, on top, how many are complete."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
     from qbn.config import CONFIG_DIR
+    from qbn.schema import compose_config
     from qbn.study.plan import plan
 
     study = make_study(tmp_path)
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONFIG_DIR / "study"), version_base="1.3"):
-        cfg = compose("study", overrides=[f"dir={study}", "scale=cpu"])
+    cfg = compose_config(CONFIG_DIR / "study", "study", [f"dir={study}", "scale=cpu"])
     (study / ".study").mkdir()
     OmegaConf.save(cfg, study / ".study" / "config.yaml")
     rewound = study / "rewind" / "e4-s0-init-k0.5"  # the machine's paths stay out of the report

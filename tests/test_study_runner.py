@@ -14,11 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
 from qbn.config import CONFIG_DIR
 from qbn.errors import QbnError
+from qbn.schema import compose_config
 from qbn.study import runner as runner_module
 from qbn.study.plan import Planner, plan
 from qbn.study.runner import Runner
@@ -26,9 +25,7 @@ from qbn.testing.runs import compose_cfg
 
 
 def study_cfg(tmp_path: Path, *overrides: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONFIG_DIR / "study"), version_base="1.3"):
-        return compose("study", overrides=[f"dir={tmp_path / 'study'}", *overrides])
+    return compose_config(CONFIG_DIR / "study", "study", [f"dir={tmp_path / 'study'}", *overrides])
 
 
 def test_smoke_plan_covers_every_stage(tmp_path):
@@ -290,7 +287,8 @@ def test_plan_cli_prints_the_plan_and_a_bad_override_is_one_line(tmp_path):
     assert not any(tmp_path.iterdir())   # nothing made
     bad = run_cli("qbn.study", "plan", "scale=nope")
     assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines() == ["qbn: study plan: In 'study': Could not find 'scale/nope'"]
+    assert bad.stderr.strip().splitlines() == [
+        "qbn: study plan: scale=nope: there is no scale named 'nope'; choose one of cpu, cpu_long, full, smoke"]
 
 
 # ---- nothing lost: the study's own options and damaged runs, before anything trains ----------------

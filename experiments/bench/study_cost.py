@@ -22,10 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from qbn.config import CONFIG_DIR
+from qbn.schema import compose_config
 from qbn.study.plan import plan
 from qbn.study.plan_cost import cpu_seconds
 
@@ -48,8 +48,7 @@ def main() -> None:
     ap.add_argument("--scale", default="cpu")
     ap.add_argument("--out", default="/tmp/study_cost")
     args = ap.parse_args()
-    with initialize_config_dir(str(CONFIG_DIR / "study"), version_base="1.3"):
-        cfg = compose("study", overrides=[f"scale={args.scale}"])
+    cfg = compose_config(CONFIG_DIR / "study", "study", [f"scale={args.scale}"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train = [sys.executable, "-m", "qbn.train", *cfg.scale.train, *cfg.recipes.adam_cosine]

@@ -16,7 +16,7 @@ from pytorch_lightning.loggers import WandbLogger
 from .config import flatten
 from .errors import ConfigError, QbnError
 from .loggers import RunCSVLogger
-from .schema import check_instruments, check_values  # noqa: F401  (check_values: imported from here by older code)
+from .schema import check_instruments
 
 
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:

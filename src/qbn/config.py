@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.singleton import Singleton
-from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError
 
@@ -66,26 +61,6 @@ def flatten(value, prefix: str = "") -> dict:
             out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
         return out
     return {prefix: value}
-
-
-def compose_train(overrides: list[str]) -> DictConfig:
-    """The composed config of `python -m qbn.train OVERRIDES` (a mistake is one ConfigError)."""
-    return compose_config(CONFIG_DIR, "train", overrides)
-
-
-def compose_config(config_dir: Path, name: str, overrides: list[str]) -> DictConfig:
-    """Config `name` of `config_dir` composed with `overrides` (a mistake is one ConfigError), also
-    from inside another Hydra app (qbn.study): its global state is set aside and put back."""
-    saved = Singleton._instances.pop(GlobalHydra, None)
-    try:
-        with initialize_config_dir(str(config_dir), version_base="1.3"):
-            return compose(name, overrides=list(overrides))
-    except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(f"bad override in {' '.join(overrides)}: {str(e).splitlines()[0][:200]}") from None
-    finally:
-        Singleton._instances.pop(GlobalHydra, None)
-        if saved is not None:
-            Singleton._instances[GlobalHydra] = saved
 
 
 def check_choices(argv: list[str], config_dir: Path) -> None:

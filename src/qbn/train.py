@@ -42,7 +42,7 @@ from .rewind import override_keys, rewound_config, start_checkpoint
 from .run_guard import RUN_SETTINGS
 from .run_outputs import RUN_OUTPUTS
 from .rundir import RunDir, wall_segments
-from .schema import check_config
+from .schema import check_config, compose_train, optimized_metric, sweep_jobs
 
 log = logging.getLogger("qbn.train")
 
@@ -198,7 +198,7 @@ def main(cfg: DictConfig) -> float | None:
             return None  # the other jobs go on; the sweep exits non-zero at its end
         sys.exit(130 if isinstance(e, STOPPED) else 1)
     acc = summary.get("test/acc")
-    metric = cfg.get("optimized_metric") or "test/acc"  # what a sweeper (hparams_search=optuna) maximises
+    metric = optimized_metric(cfg)  # what a sweeper (hparams_search=optuna) maximises
     if not rank_zero_only.rank:  # DDP: one rank speaks
         if acc is not None:
             log.info("test accuracy %.2f %% (%s)", 100 * acc, _run_dir())
@@ -207,12 +207,21 @@ def main(cfg: DictConfig) -> float | None:
     return summary.get(metric)
 
 
+def check_command_line(argv: list[str]) -> None:
+    """Every job's config composed and checked before the first one starts (a sweep `seed=0,abc`
+    would otherwise train seed=0 before Hydra's multi-line error for `abc`): a config group option
+    that names no file (model=resnet99, not Hydra's list), a value of the wrong type, range or choice."""
+    check_choices(argv, CONFIG_DIR)
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    for job in sweep_jobs(overrides):
+        check_config(compose_train(job))
+
+
 def cli() -> int:
     """The `qbn-train` console script and `python -m qbn.train` (main returns the test accuracy, which
-    must not become the exit status). A config group option that names no file (model=resnet99) is
-    one line, not Hydra's list."""
+    must not become the exit status). A mistake on the command line is one line before anything starts."""
     try:
-        check_choices(sys.argv[1:], CONFIG_DIR)
+        check_command_line(sys.argv[1:])
     except QbnError as e:
         print(f"qbn: {e}", file=sys.stderr)
         return 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-STE_MODES = ("clipped", "identity")
+from ..schema.choices import STE_MODES
 
 
 def sign(w: torch.Tensor) -> torch.Tensor:

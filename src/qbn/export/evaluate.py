@@ -7,9 +7,9 @@ from pathlib import Path
 import hydra
 import torch
 
-from ..config import CONFIG_DIR, check_choices, compose_train
+from ..config import CONFIG_DIR, check_choices
 from ..errors import ConfigError
-from ..schema import check_config
+from ..schema import check_config, compose_train
 from .loader import load
 
 

@@ -3,18 +3,21 @@ budget), per-layer or shared codebooks counted from the latent signs, and what i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ..binary import binary_layers
+from ..errors import ConfigError
+from ..schema import check_values
+from ..schema.qbn import QBNSchema
 from ..signs import flip_fraction
 from .codebook_choice import (
     MAX_BITS,
     CodebookError,
     bits_accounting,
-    check_bits,
     choose_bits_by_distortion,
     choose_bits_for_budget,
     distortion_curve,
@@ -22,38 +25,21 @@ from .codebook_choice import (
 )
 from .histograms import histogram, is_kernel_tensor, kernel_ids, overall_histogram
 
-CODEBOOK_MODES = ("per_layer", "shared")
-ALLOCATIONS = ("distortion", "coverage")
-ORDERS = ("deepest_first", "shallowest_first")
-METHODS = ("topk", "learned")
-LEARNED_INITS = ("topk", "random")
-
 
 @dataclass
-class QBNSettings:
-    """The `qbn` config group (docs/kernels.md). bits None and budget None = off."""
-
-    bits: int | None = None
-    budget: float | None = None
-    allocation: str = "distortion"
-    codebook: str = "per_layer"
-    layers: list[str] | None = None
-    from_ckpt: str | None = None
-    refresh_every: int = 0
-    progressive: bool = False
-    progressive_order: str = "deepest_first"
-    progressive_every: int | None = None
-    fp_reference: str | None = None
-    method: str = "topk"
-    learned_init: str = "topk"
-    learned_lr: float | None = None
-    learned_reseed_every: int = 100
-    distill: dict = field(default_factory=lambda: {"weight": 0.0, "temperature": 4.0})
+class QBNSettings(QBNSchema):
+    """The `qbn` config group (docs/kernels.md): its schema's fields (qbn.schema.qbn; the values come
+    from conf/qbn/off.yaml, never from here) and the rules between them. bits None and budget None = off."""
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> QBNSettings:
-        # keys this version does not know are ignored (older or newer configs still load)
-        s = cls(**{k: v for k, v in (d or {}).items() if k in cls.__dataclass_fields__})
+    def from_dict(cls, d: dict | DictConfig) -> QBNSettings:
+        """From a composed config's qbn section (a dict or a DictConfig). Keys this version does not
+        know are ignored (older or newer configs still load); one it needs and lacks is named."""
+        d = OmegaConf.to_container(d, resolve=True) if isinstance(d, DictConfig) else dict(d)
+        missing = [f.name for f in fields(cls) if f.name not in d]
+        if missing:
+            raise CodebookError(f"qbn.{missing[0]} is missing from the qbn settings: compose them from conf/qbn/")
+        s = cls(**{f.name: d[f.name] for f in fields(cls)})
         s.validate()
         return s
 
@@ -67,13 +53,17 @@ class QBNSettings:
 
     @property
     def distill_weight(self) -> float:
-        return float(self.distill.get("weight", 0.0))
+        return float(self.distill["weight"])
 
     @property
     def distill_temperature(self) -> float:
-        return float(self.distill.get("temperature", 4.0))
+        return float(self.distill["temperature"])
 
     def validate(self) -> None:
+        try:  # each option's own range and choices: its schema field says them
+            check_values(QBNSchema, vars(self), "qbn.")
+        except ConfigError as e:
+            raise CodebookError(str(e)) from None
         if not self.enabled:
             stray = [k for k in ("layers", "from_ckpt", "refresh_every", "progressive") if getattr(self, k)]
             stray += ["method=learned"] if self.method == "learned" else []
@@ -83,38 +73,14 @@ class QBNSettings:
                                     "set qbn.bits=n (1..9) or qbn.budget=b to turn it on")
         if self.bits is not None and self.budget is not None:
             raise CodebookError("set either qbn.bits (n for every layer) or qbn.budget (bits per weight), not both")
-        if self.bits is not None:
-            check_bits(self.bits)
         if self.from_ckpt == "???":
             raise CodebookError("qbn.from_ckpt is required here: give the trained BWN's run directory or checkpoint, "
                                 "e.g. qbn.from_ckpt=outputs/bwn/2026-11-26_01-00-00_000000")
-        if self.codebook not in CODEBOOK_MODES:
-            raise CodebookError(f"qbn.codebook={self.codebook!r}: choose per_layer or shared")
-        if self.allocation not in ALLOCATIONS:
-            raise CodebookError(f"qbn.allocation={self.allocation!r}: choose distortion or coverage")
         if self.budget is not None and self.codebook != "per_layer":
             raise CodebookError("qbn.budget chooses n per layer and needs qbn.codebook=per_layer")
-        if self.progressive_order not in ORDERS:
-            raise CodebookError(f"qbn.progressive_order={self.progressive_order!r}: "
-                                "choose deepest_first or shallowest_first")
-        if int(self.refresh_every) < 0 or (self.progressive_every is not None and int(self.progressive_every) < 1):
-            raise CodebookError("qbn.refresh_every must be >= 0 and qbn.progressive_every >= 1 (or null)")
-        self._validate_method()
-
-    def _validate_method(self) -> None:
-        """qbn.method, the learned codebook's options and distillation."""
-        if self.method not in METHODS:
-            raise CodebookError(f"qbn.method={self.method!r}: choose topk (the most frequent kernels) or learned")
-        if self.learned_init not in LEARNED_INITS:
-            raise CodebookError(f"qbn.learned_init={self.learned_init!r}: choose topk or random")
         if self.method == "learned" and (self.progressive or int(self.refresh_every)):
             raise CodebookError("qbn.method=learned learns its codebooks: qbn.progressive and qbn.refresh_every "
                                 "are for qbn.method=topk")
-        if int(self.learned_reseed_every) < 0 or (self.learned_lr is not None and not float(self.learned_lr) > 0):
-            raise CodebookError("qbn.learned_reseed_every must be >= 0 and qbn.learned_lr > 0 (or null)")
-        if not 0 <= self.distill_weight <= 1 or not self.distill_temperature > 0:
-            raise CodebookError(f"qbn.distill.weight={self.distill_weight} must be in [0, 1] and "
-                                f"qbn.distill.temperature={self.distill_temperature} above 0")
         if self.distill_weight and not self.from_ckpt:
             raise CodebookError("qbn.distill.weight > 0 distils from the BWN of qbn.from_ckpt (the teacher): "
                                 "set qbn.from_ckpt")

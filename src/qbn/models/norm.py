@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-NORMS = ("batch", "none")
+from ..schema.choices import NORMS
 
 
 class ChannelBias(nn.Module):

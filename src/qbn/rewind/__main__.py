@@ -27,9 +27,9 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from ..config import CONFIG_DIR, check_choices
-from ..config import compose_train as _compose
 from ..errors import ConfigError, QbnError
 from ..schema import check_config
+from ..schema import compose_train as _compose
 from .spec import RewindError, parse_signs, parse_weights
 from .trunk import find_trunk
 

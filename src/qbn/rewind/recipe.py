@@ -22,6 +22,9 @@ MODEL_KEYS = ("model", "scaling.name", "binary", "dataset.name", "dataset.num_cl
               "dataset.in_channels", "dataset.image_size")
 
 
+_ABSENT = object()
+
+
 def _select(cfg, key: str):
     return OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
 
@@ -47,6 +50,8 @@ def inherit_recipe(cfg: DictConfig, trunk_cfg: DictConfig, overrides: list[str])
     Returns {key: value} of what changed."""
     changed = {}
     for key in RECIPE_KEYS:
+        if OmegaConf.select(trunk_cfg, key, default=_ABSENT, throw_on_missing=False) is _ABSENT:
+            continue   # a trunk saved without the key keeps this run's value (a typed option takes no null)
         theirs = _plain(_select(trunk_cfg, key))
         if key in ("optimizer", "scheduler") and isinstance(theirs, dict) and _select(cfg, f"{key}._target_"):
             theirs = group_with_target(theirs, key)  # a trunk saved before these groups had a `_target_`

@@ -9,13 +9,11 @@ import json
 import sys
 
 import hydra
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import CONFIG_DIR, check_choices, compose_config
-from ..errors import QbnError, command
-from ..schema import STUDY_SCHEMAS, check_schema
+from ..config import CONFIG_DIR, check_choices
+from ..errors import ConfigError, QbnError, command
+from ..schema import check_fields, compose_config
 from .collect import damaged, read_study
 from .plan_cost import plan_report
 from .results_page import write_results
@@ -54,10 +52,12 @@ def plan_main(argv: list[str]) -> int:
     runs = "--runs" in argv
     try:
         overrides = split_overrides([a for a in argv if a != "--runs"])
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(str(CONFIG_DIR / "study"), version_base="1.3"):
-            cfg = compose("study", overrides=overrides)
-        check_schema(cfg, STUDY_SCHEMAS)
+        try:
+            cfg = compose_config(CONFIG_DIR / "study", "study", overrides)
+        except ConfigError as e:   # an override or group that does not compose: the command's usage (2)
+            print(f"qbn: study plan: {e}", file=sys.stderr)
+            return 2
+        check_fields(cfg)
         print(plan_report(cfg, runs))
     except QbnError as e:
         print(f"qbn: {e}", file=sys.stderr)
@@ -97,8 +97,7 @@ if __name__ == "__main__":
         check_choices(sys.argv[1:], CONFIG_DIR)
         sys.argv[1:] = split_overrides(sys.argv[1:])
         # the study's own options typed before Hydra's app starts (it would rewrite .study/ first)
-        check_schema(compose_config(CONFIG_DIR / "study", "study", [a for a in sys.argv[1:] if not a.startswith("-")]),
-                     STUDY_SCHEMAS)
+        check_fields(compose_config(CONFIG_DIR / "study", "study", [a for a in sys.argv[1:] if not a.startswith("-")]))
     except QbnError as e:
         print(f"qbn: {e}", file=sys.stderr)
         sys.exit(2)

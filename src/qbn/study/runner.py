@@ -21,12 +21,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ..config import compose_train
 from ..errors import DamagedFileError, QbnError
 from ..file_io import read_json
 from ..rewind.spec import parse_freeze_at, parse_signs, parse_weights
 from ..rundir import RunDir
-from ..schema import STUDY_SCHEMAS, check_config, check_schema
+from ..schema import check_config, check_fields, compose_train
 from . import submit
 from .launch import LIVE, _gpu_count, _run_process, _stop_on_sigterm, stop_live_runs
 from .plan import STAGES, Job, plan
@@ -60,7 +59,7 @@ def job_state(run_dir: Path, export: bool = False) -> str:
 
 class Runner:
     def __init__(self, cfg: DictConfig):
-        check_schema(cfg, STUDY_SCHEMAS)   # the study's own options typed (report=maybe is one line)
+        check_fields(cfg)   # the study's own options: ranges and choices (types: Hydra, composing it)
         self.cfg = cfg
         self.dir = Path(cfg.dir)
         read_json(self.dir / STUDY_JSON)   # the study's own record: a damaged one is named before anything runs

@@ -5,6 +5,7 @@ check a QBN run. They run from a checkout (ROOT: its data/ and outputs/)."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import subprocess
@@ -12,7 +13,6 @@ import sys
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
@@ -21,6 +21,7 @@ from qbn.binary import BinaryPolicy, binarize
 from qbn.config import CONFIG_DIR
 from qbn.models import resnet20
 from qbn.rundir import RunDir
+from qbn.schema import compose_config
 from qbn.signs import save_snapshot, snapshot_path
 
 ROOT = Path(__file__).resolve().parents[3]   # the checkout: src/qbn/testing/runs.py
@@ -46,14 +47,24 @@ def tiny(*overrides: str, drop: tuple[str, ...] = ()) -> list[str]:
 def compose_cfg(run_dir: Path, overrides: list[str] | None = None):
     """The composed train config with Hydra's runtime pointing at run_dir (no Hydra app needed)."""
     GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides or []), return_hydra_config=True)
+    cfg = compose_config(CONFIG_DIR, "train", list(overrides or []), return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(run_dir)
         cfg.hydra.job.num = 0
         cfg.paths.data_dir = str(ROOT / "data")
     HydraConfig.instance().set_config(cfg)
     return cfg
+
+
+def qbn_settings(**changes) -> dict:
+    """The qbn section of the default config (conf/qbn/off.yaml: QBN's defaults live there only)
+    with `changes`: what QBNSettings.from_dict receives from a composed config."""
+    return {**copy.deepcopy(_qbn_defaults()), **changes}
+
+
+@functools.lru_cache(maxsize=1)
+def _qbn_defaults() -> dict:
+    return OmegaConf.to_container(compose_config(CONFIG_DIR, "train", []).qbn, resolve=True)
 
 
 def compose_run(run_dir: Path, overrides: list[str] | None = None):
