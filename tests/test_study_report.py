@@ -127,10 +127,9 @@ def _kernel_keys(epochs: int, seed: int) -> dict:
 
 def _signs_json(epochs: int) -> dict:
     steps = [79 * e for e in range(epochs + 1)]
-    return {
-        "overall": {"E_0.90": 1},
-        K.STABLE_SHARE: {"steps": steps, "share": [0.7 + 0.3 * e / epochs for e in range(epochs + 1)]},
-    }
+    curve = {"steps": steps, "all": [0.7 + 0.3 * e / epochs for e in range(epochs + 1)]}
+    # the shape the sign instrument writes (qbn.signs.step_timing under "steps"/"overall")
+    return {"overall": {"E_0.90": 1}, K.STEP_TIMING: {"total_steps": steps[-1], "overall": {K.STABLE_SHARE: curve}}}
 
 
 def _kernels_json(epochs: int, seed: int) -> dict:
