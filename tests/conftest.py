@@ -14,9 +14,12 @@ from qbn.testing.golden import train_golden  # noqa: E402
 from qbn.testing.runs import compose_cfg  # noqa: E402
 from qbn.train import train  # noqa: E402
 
-# The one real run directory the run-directory safety tests share (trained once per session).
+# The in-process run the suite shares (trained once per session): digits, 2 epochs, every instrument
+# on (the default callbacks with kernel figures, QBN's codebooks by qbn.bits, a rewinding trunk's
+# points, the report), so the run-directory, nothing-lost, output-declaration and ONNX tests read one
+# real run directory instead of training their own.
 DIGITS_RUN = ["dataset=digits", "trainer.max_epochs=2", "trainer.limit_train_batches=6", "callbacks.progress=null",
-              "trainer.enable_model_summary=false"]
+              "trainer.enable_model_summary=false", "qbn.bits=4", "rewind=trunk"]
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -48,11 +51,12 @@ def shared_run(shared_run_dir, tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory) -> Path:
-    """A completed 2-epoch digits run (summary, signs, kernels, report, figures, checkpoints), trained
-    once per session in-process; a test that changes it takes a copy (digits_run_copy)."""
+    """A completed 2-epoch digits run with every instrument on (DIGITS_RUN: summary, signs, kernels,
+    QBN codebooks, the trunk's checkpoints, report, figures), trained once per session in-process.
+    Read it only; a test that changes it (or writes into it) takes a copy (digits_run_copy)."""
     run = tmp_path_factory.mktemp("digits") / "run"
     summary = train(compose_cfg(run, DIGITS_RUN))
-    assert summary["status"] == "completed" and (run / "report.md").exists()
+    assert summary["status"] == "completed" and summary["qbn"]["bits"] == 4 and (run / "report.md").exists()
     return run
 
 

@@ -46,10 +46,16 @@ def test_presets_add_callbacks_and_never_redefine_one():
     assert {"rewind_points", "apply_rewind", "freeze_signs", "codebook", "distill", "checkpoint"} <= set(seen)
 
 
-def test_cfg_job_lists_every_instrument(cfg_factory):
+@pytest.mark.slow  # a CLI run; the test below lists the same composed callbacks in-process
+def test_cfg_job_lists_every_instrument():
     r = run_cli("qbn.train", "--cfg", "job", "rewind=rewound", "rewind.trunk=my_trunk", "qbn.bits=4")
     assert r.returncode == 0, r.stderr[-2000:]
     assert set(OmegaConf.create(r.stdout).callbacks) == INSTRUMENTS | {"lr_monitor", "apply_rewind"}
+
+
+def test_the_composed_config_lists_every_instrument(cfg_factory):
+    rewound = cfg_factory("rewind=rewound", "rewind.trunk=my_trunk", "qbn.bits=4")
+    assert set(rewound.callbacks) == INSTRUMENTS | {"lr_monitor", "apply_rewind"}
     for option, extra in (("trunk", "rewind_points"), ("freeze", "freeze_signs"), ("off", None)):
         listed = set(cfg_factory(f"rewind={option}").callbacks)
         assert listed == INSTRUMENTS | {"lr_monitor"} | ({extra} if extra else set())

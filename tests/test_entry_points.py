@@ -1,13 +1,11 @@
 """Fast integration tests of the entry points that otherwise run only under -m slow: QBN fine-tuning
-from a trained BWN (qbn.train), then python -m qbn.kernels and python -m qbn.report on its run
-directory (their main(), in-process, on tiny synthetic runs of a few seconds)."""
+from a trained BWN (qbn.train; the suite's shared digits run), then python -m qbn.kernels and
+python -m qbn.report on its run directory (their main(), in-process, a run of a few seconds)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import pytest
 
 from qbn.kernels.__main__ import main as kernels_main
 from qbn.report import main as report_main
@@ -22,16 +20,9 @@ def _train(run_dir: Path, *overrides: str) -> dict:
     return train(compose_run(run_dir, [*QUICK, *overrides]))
 
 
-@pytest.fixture(scope="module")
-def bwn_run(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("bwn") / "run"
-    assert _train(run_dir)["status"] == "completed"
-    return run_dir
-
-
-def test_qbn_finetune_then_kernels_and_report(bwn_run, tmp_path, capsys):
-    run_dir = tmp_path / "qbn"
-    summary = _train(run_dir, "qbn.bits=4", f"qbn.from_ckpt={bwn_run}")
+def test_qbn_finetune_then_kernels_and_report(shared_run_dir, tmp_path, capsys):
+    run_dir = tmp_path / "qbn"   # from the suite's shared BWN (conftest: the golden digits run)
+    summary = _train(run_dir, "dataset=digits", "qbn.bits=4", f"qbn.from_ckpt={shared_run_dir}")
     stats = check_qbn_run(run_dir, summary, bits=4)
 
     # python -m qbn.kernels reads the QBN checkpoint (quantized signs) the same way, and draws

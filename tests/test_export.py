@@ -32,8 +32,9 @@ def _assert_same(module, buf):
     return loaded
 
 
-@pytest.mark.parametrize("model", ["resnet20", "resnet32", "resnet56", "vgg_small",
-                                   "resnet18",
+# resnet32 and resnet56 only differ from resnet20 in depth, resnet34 from resnet18: those under -m slow
+@pytest.mark.parametrize("model", ["resnet20", pytest.param("resnet32", marks=pytest.mark.slow),
+                                   pytest.param("resnet56", marks=pytest.mark.slow), "vgg_small", "resnet18",
                                    pytest.param("resnet34", marks=pytest.mark.slow)])
 def test_round_trip_backbones(model):
     module, cfg = make_module(f"model={model}")

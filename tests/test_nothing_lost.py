@@ -262,6 +262,7 @@ def test_the_saved_config_of_the_shared_run_is_the_digits_recipe(digits_run):
 
 # ---- the command lines: one line before anything starts ------------------------------------------------
 
+@pytest.mark.slow  # a CLI run; test_1_a_mistyped_option_... checks the same refusal in-process
 def test_1_the_probe_command_line_is_one_line_and_changes_nothing(digits_run_copy):
     before = files(digits_run_copy)
     r = run_cli("qbn.train", *DIGITS_RUN, "overwrite=yes_please", f"hydra.run.dir={digits_run_copy}")

@@ -7,30 +7,27 @@ import sys
 import pytest
 import torch
 
-from qbn.build import build_datamodule
 from qbn.checkpoint import model_from_checkpoint
+from qbn.data import DigitsDataModule
 from qbn.export.__main__ import main as export_main
-from qbn.testing.runs import compose_cfg, tiny
-from qbn.train import train
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
-    """A BWN trained 10 steps on digits with QBN codebooks on its layers (run_dir), and 1,000 inputs:
-    every digits test image, then uniform random images."""
-    run_dir = tmp_path_factory.mktemp("onnx") / "run"
-    cfg = compose_cfg(run_dir, tiny("dataset=digits", "qbn.bits=4", "callbacks=none", "~callbacks.kernel_stats",
-                                    "trainer.limit_train_batches=10",
-                                    drop=("callbacks.progress", "callbacks.kernel_stats.figures")))
-    assert train(cfg)["status"] == "completed"
-    dm = build_datamodule(cfg)
-    dm.setup("test")
-    images = torch.cat([x for x, _ in dm.test_dataloader()]).float() / 255
+def inputs() -> torch.Tensor:
+    """1,000 inputs: every digits test image, then uniform random images."""
+    _, _, x, _ = DigitsDataModule.load_arrays(None)
+    images = x.float() / 255
     more = torch.rand(1000 - images.shape[0], *images.shape[1:], generator=torch.Generator().manual_seed(0))
-    return run_dir, torch.cat([images, more])
+    return torch.cat([images, more])
+
+
+@pytest.fixture
+def digits_run(digits_run_copy, inputs):
+    """A copy of the suite's shared digits run (conftest: a BWN with QBN codebooks on its layers), and the inputs."""
+    return digits_run_copy, inputs
 
 
 def _runtime_logits(path, x: torch.Tensor) -> torch.Tensor:
@@ -68,15 +65,19 @@ def test_onnx_from_a_run_directory_predicts_what_qbn_predicts(digits_run, capsys
 
 def test_onnx_from_a_packed_file_predicts_what_qbn_predicts(digits_run, tmp_path):
     run_dir, x = digits_run
-    packed = tmp_path / "model.qbn"
+    folder = tmp_path / "out"
+    folder.mkdir()
+    packed = folder / "model.qbn"
     assert export_main([str(run_dir), "--out", str(packed)]) == 0
     assert export_main([str(packed), "--format", "onnx"]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.qbn"]
-    _assert_same_predictions(tmp_path / "model.onnx", run_dir, x)
+    assert sorted(p.name for p in folder.iterdir()) == ["model.onnx", "model.qbn"]
+    _assert_same_predictions(folder / "model.onnx", run_dir, x)
 
 
 def test_onnx_without_its_packages_is_one_line(digits_run, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # import onnxscript now raises ImportError
-    assert export_main([str(digits_run[0]), "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 1
+    folder = tmp_path / "out"
+    folder.mkdir()
+    assert export_main([str(digits_run[0]), "--format", "onnx", "--out", str(folder / "m.onnx")]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("qbn: ") and err.count("\n") == 1 and "qbn[onnx]" in err and not list(tmp_path.iterdir())
+    assert err.startswith("qbn: ") and err.count("\n") == 1 and "qbn[onnx]" in err and not list(folder.iterdir())

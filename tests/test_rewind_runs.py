@@ -71,6 +71,7 @@ def test_rewound_from_init_trains_with_signs_fixed_to_s_k(trunk):  # the default
     assert rw["rewind/K"] == 1 and rw["rewind/J"] == 0 and rw["rewind/weights"] == "init"
     state = load_checkpoint(out / "rw" / "k1" / "checkpoints" / "last.ckpt")["state_dict"]
     s1 = load_snapshot(snapshot_path(d, 1))
+    assert s1   # else the loop below checks nothing
     for name, signs in s1.items():
         assert torch.equal(state[f"net.{name}.fixed_signs"], signs)
         assert f"net.{name}.fixed_mask" not in state
@@ -95,6 +96,7 @@ def test_freeze_signs_at_fixes_the_signs_of_that_epoch(tmp_path):
     assert s["status"] == "completed" and s["freeze_signs_at"] == 1
     state = load_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"]
     s1, s2 = load_snapshot(snapshot_path(run, 1)), load_snapshot(snapshot_path(run, 2))
+    assert s1   # else the loop below checks nothing
     for name in s1:
         assert torch.equal(state[f"net.{name}.fixed_signs"], s1[name])
         assert torch.equal(s2[name], s1[name])

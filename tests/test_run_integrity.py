@@ -37,6 +37,14 @@ def completed(shared_run):
     return shared_run
 
 
+def test_rerun_same_settings_skips_and_changes_nothing(completed):
+    before = files(completed)
+    summary = json.loads((completed / "summary.json").read_text())
+    assert train(compose_cfg(completed, list(GOLDEN_OVERRIDES))) == summary   # skipped: the run's own summary
+    assert_unchanged(completed, before)
+
+
+@pytest.mark.slow  # a CLI run; the test above checks the same skip in-process
 def test_cli_rerun_same_settings_skips_and_changes_nothing(completed):
     before = files(completed)
     r = run_cli("qbn.train", *GOLDEN_OVERRIDES, f"hydra.run.dir={completed}")

@@ -18,26 +18,21 @@ from qbn.export import export
 from qbn.export.onnx import export_onnx
 from qbn.loggers import WANDB_WRITES
 from qbn.run_outputs import RUN_OUTPUTS, WRITERS, may_write, writes
-from qbn.rundir import RunDir
+from qbn.rundir import RunDir, read_summary
 from qbn.testing.runs import compose_cfg
 from qbn.train import train
 
 from .conftest import DIGITS_RUN
 
-# Every instrument on: the default callbacks (kernel figures included), QBN (qbn.bits), a rewinding
-# trunk's points, the report; W&B too in the slow case (importing wandb takes tens of seconds).
-EVERY_INSTRUMENT = [*DIGITS_RUN, "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
-                    "qbn.bits=4", "rewind=trunk", "report=true"]
 BEFORE_DERIVED = (".hydra", "checkpoints", "signs", "figures", "wandb", "summary.json", "summary.json.damaged",
                   "metrics.csv", "metrics.csv.old", "signs.json", "kernels.json", "report.md", "error.txt",
                   "model.qbn", "model.onnx")   # the hand list RUN_OUTPUTS was before it was derived
 
 
-@pytest.mark.parametrize("extra", [[], pytest.param(["logger=wandb"], marks=pytest.mark.slow, id="wandb")])
-def test_a_run_with_every_instrument_holds_exactly_what_is_declared(tmp_path, extra):
-    run = RunDir(tmp_path / "run")
-    summary = train(compose_cfg(run.root, [*EVERY_INSTRUMENT, *extra]))
-    assert summary["status"] == "completed" and summary["qbn"]["bits"] == 4
+def _check_declared(run: RunDir, wandb: bool) -> None:
+    """A completed run with every instrument on (conftest.DIGITS_RUN: the default callbacks with kernel
+    figures, QBN by qbn.bits, a rewinding trunk's points, the report), then qbn.export's default
+    outputs, holds exactly the entries its writers declare, both ways."""
     export(run.root)          # qbn.export's default outputs land in the run directory too
     export_onnx(run.root)
     present = {p.name for p in run.root.iterdir()}
@@ -45,10 +40,24 @@ def test_a_run_with_every_instrument_holds_exactly_what_is_declared(tmp_path, ex
     assert present - set(RUN_OUTPUTS) == set()
     # ... and every entry an enabled writer declares is present (ApplyRewind and FreezeSigns, not on
     # here, declare none); W&B's only when it is on
-    expected = {*RunDir.CORE, *(name for w in WRITERS for name in writes(w)), *(WANDB_WRITES if extra else ())}
+    expected = {*RunDir.CORE, *(name for w in WRITERS for name in writes(w)), *(WANDB_WRITES if wandb else ())}
     assert expected - present == set()
     assert {*RunDir.CORE_MAY, *(name for w in WRITERS for name in may_write(w))} & present == set()  # nothing failed
     assert run.last_ckpt.is_file() and run.init_ckpt.is_file() and run.last_flip.is_file()
+
+
+def test_a_run_with_every_instrument_holds_exactly_what_is_declared(digits_run_copy):
+    assert read_summary(digits_run_copy)["qbn"]["bits"] == 4   # the shared run has every instrument on
+    _check_declared(RunDir(digits_run_copy), wandb=False)
+
+
+@pytest.mark.slow  # importing wandb and an offline run take tens of seconds
+def test_a_wandb_run_with_every_instrument_holds_exactly_what_is_declared(tmp_path):
+    run = RunDir(tmp_path / "run")
+    summary = train(compose_cfg(run.root, [*DIGITS_RUN, "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
+                                           "logger=wandb"]))
+    assert summary["status"] == "completed" and summary["qbn"]["bits"] == 4
+    _check_declared(run, wandb=True)
 
 
 def test_overwrite_clears_at_least_what_it_cleared_before_the_list_was_derived():

@@ -175,7 +175,8 @@ def test_a_stage_whose_trunks_are_missing_says_what_to_run_first(tmp_path, monke
     fake = FakeTrain()
     monkeypatch.setattr(runner_module, "_run_process", fake)
     assert Runner(cfg).run() == 1
-    assert all("-freeze-" in r for r in fake.runs)  # freezing needs no trunk: those ran
+    # freezing needs no trunk: those ran (and only those; an empty list would say nothing)
+    assert fake.runs and all("-freeze-" in r for r in fake.runs), fake.runs
     out = capsys.readouterr().out
     assert (
         "rewind/e2-s0-init-k0.5: waits for scaling/adam_cosine-bn-xnor-s0 (not complete; the scaling stage runs them: "

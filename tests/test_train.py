@@ -23,38 +23,64 @@ MODELS = ["resnet20", "resnet32", "resnet56", "resnet18", "resnet34", "vgg_small
 SCALINGS = ["none", "xnor", "learnable", "lq"]
 
 
-# One case per model and per scaling runs with the fast tests (resnet34 only differs from resnet18 in
-# depth); the whole matrix under -m slow (CI's slow step).
+# One case per CIFAR model and VGG-small and per scaling runs with the fast tests; the whole matrix
+# under -m slow (make test-all), the ImageNet ResNets (11M and 21M weights: tens of seconds a run on
+# 2 cores) only there. The fast export round trip still builds and packs resnet18.
 FAST_CASES = {("resnet20", "xnor"), ("resnet20", "lq"), ("resnet32", "none"), ("resnet56", "xnor"),
-              ("vgg_small", "learnable"), ("resnet18", "xnor")}
+              ("vgg_small", "learnable")}
+
+# Counts, exact on any machine: each model on the synthetic data (1 channel, 16 px, 4 classes) has
+# `params` parameters with alpha computed from the weights (scaling none, xnor, lq), `binarized` of
+# them binarized, and `channels` output channels in its binarized layers: scaling=learnable trains
+# one alpha per channel on top.
+PARAMS = {  # model: (params, binarized, channels)
+    "resnet20": (269_044, 267_264, 672), "resnet32": (463_476, 460_800, 1_120),
+    "resnet56": (852_340, 847_872, 2_016), "resnet18": (11_169_732, 11_157_504, 4_736),
+    "resnet34": (21_277_892, 21_258_240, 8_448), "vgg_small": (4_584_068, 4_571_136, 1_664)}
 
 
-def check_numbers(summary: dict, overrides: dict) -> None:
-    """A finished run's summary: its settings those asked for, a finite loss, accuracies in [0, 1],
-    parameter counts and what the default instruments add (sign and kernel statistics)."""
+def epoch_losses(run_dir) -> list[float]:
+    """train/loss_epoch of each epoch, from metrics.csv."""
+    with open(run_dir / "metrics.csv") as f:
+        return [float(r["train/loss_epoch"]) for r in csv.DictReader(f) if r.get("train/loss_epoch")]
+
+
+def check_numbers(summary: dict, overrides: dict, run_dir) -> None:
+    """A finished 2-epoch run on the synthetic data (classes shift the images' mean: learnable in a few
+    steps): its settings those asked for, parameter counts as PARAMS says, a finite loss that falls
+    from the first epoch to the second, a training accuracy above chance (1/4), accuracies in [0, 1],
+    and what the default instruments add (sign and kernel statistics). The test accuracy is only
+    bounded: after 8 steps BatchNorm's running statistics are not settled yet, so eval mode lags."""
     assert summary["status"] == "completed"
     for key, value in overrides.items():
         assert summary[key] == value, key
-    assert math.isfinite(summary["train/loss_epoch"]) and summary["train/loss_epoch"] > 0
-    for key in ("train/acc", "val/acc", "val/acc_best"):
-        assert 0 <= summary[key] <= 1, key
+    params, binarized, channels = PARAMS[summary["model"]]
+    assert summary["binarized_params"] == binarized
+    assert summary["params"] == params + (channels if summary["scaling"] == "learnable" else 0)
+    losses = epoch_losses(run_dir)
+    assert len(losses) == 2 and all(math.isfinite(v) and v > 0 for v in losses), losses
+    assert losses[1] < 0.8 * losses[0], losses
+    assert summary["train/acc"] >= 0.5
+    for key in ("train/acc", "val/acc", "val/acc_best", "test/acc"):
+        assert math.isfinite(summary[key]) and 0 <= summary[key] <= 1, key
     assert summary["val/acc_best"] >= summary["val/acc"] - 1e-9
-    assert 0 < summary["binarized_params"] < summary["params"]
     assert 0 <= summary["signs/changed_from_init"] <= 1 and 0 < summary["kernels/entropy"] <= 9
     assert 0 < summary["kernels/top1"] <= summary["kernels/top8"] <= summary["kernels/top32"] <= 1
 
 
 @pytest.mark.parametrize("model, scaling", [
     pytest.param(m, s, marks=() if (m, s) in FAST_CASES else pytest.mark.slow) for m in MODELS for s in SCALINGS])
-def test_every_model_and_scaling_fast_dev_run(cfg_factory, model, scaling):
-    cfg = cfg_factory(*TINY, f"model={model}", f"scaling={scaling}", "trainer.fast_dev_run=true")
+def test_every_model_and_scaling_trains(cfg_factory, tmp_path, model, scaling):
+    cfg = cfg_factory(*TINY, f"model={model}", f"scaling={scaling}", "trainer.max_epochs=2")
     summary = train(cfg)
     check_numbers(summary, {"model": model, "scaling": scaling, "binary": True, "dataset": "synthetic",
-                            "optimizer": "adam", "scheduler": "cosine", "epochs": 1, "global_step": 1})
+                            "optimizer": "adam", "scheduler": "cosine", "epochs": 2, "global_step": 8},
+                  tmp_path / "run")
 
 
-def test_fast_cases_cover_every_model_but_resnet34_and_every_scaling():
-    assert {m for m, _ in FAST_CASES} == set(MODELS) - {"resnet34"} and {s for _, s in FAST_CASES} == set(SCALINGS)
+def test_fast_cases_cover_every_model_but_the_imagenet_resnets_and_every_scaling():
+    assert {m for m, _ in FAST_CASES} == set(MODELS) - {"resnet18", "resnet34"}
+    assert {s for _, s in FAST_CASES} == set(SCALINGS)
 
 
 def test_full_precision_baseline(cfg_factory):

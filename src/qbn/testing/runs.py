@@ -132,6 +132,7 @@ def check_qbn_run(run_dir: Path, summary: dict, bits: int = 4) -> dict:
     books = {k[: -len(".codebook")]: v for k, v in state.items() if k.endswith(".codebook")}
     assert len(books) == len(summary["qbn_bits"]) and all(len(b) <= 2 ** bits for b in books.values())
     stats = json.loads(RunDir(run_dir).kernels_json.read_text())
+    assert stats["layers"], "kernels.json lists no layer: the codeword check below would check nothing"
     for name, layer_stats in stats["layers"].items():       # after fine-tuning steps: only codewords
         used = {i for i, c in enumerate(layer_stats["histogram"]) if c}
         assert used <= set(books["net." + name].tolist())
