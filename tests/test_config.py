@@ -111,6 +111,7 @@ def test_a_trainer_takes_any_lightning_argument(cfg_factory):
     assert cfg.trainer.benchmark is True and cfg.trainer.accumulate_grad_batches == 2
 
 
+@pytest.mark.slow  # a CLI run; test_a_typo_is_one_clear_message checks the same in-process
 def test_a_typo_on_the_command_line_ends_the_run_in_one_line(tmp_path):
     r = run_cli("qbn.train", *TINY, f"paths.output_dir={tmp_path}", "rewind=trunk", "rewind.save_weights=[a]")
     assert r.returncode == 1
@@ -168,6 +169,10 @@ def test_trunk_then_rewound_refuses_a_shared_name_and_a_bad_override(tmp_path):
         trunk_then_rewound(["name=mine"])
     with pytest.raises(ConfigError, match="^modell=resnet20: Could not override 'modell'"):
         trunk_then_rewound(["modell=resnet20"])
+
+
+@pytest.mark.slow  # a CLI run; the test above checks the same refusal in-process
+def test_rewind_cli_refuses_a_bad_override_in_one_line():
     r = run_cli("qbn.rewind", "datasett=digits")
     assert r.returncode == 2 and r.stderr.startswith("qbn: datasett=digits: Could not override 'datasett'")
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
