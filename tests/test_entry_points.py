@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from qbn.kernels.__main__ import main as kernels_main
 from qbn.report import main as report_main
 from qbn.testing.runs import TINY, check_qbn_run, compose_run
@@ -20,6 +22,7 @@ def _train(run_dir: Path, *overrides: str) -> dict:
     return train(compose_run(run_dir, [*QUICK, *overrides]))
 
 
+@pytest.mark.slow  # a QBN fine-tune and its CLIs (about 20 s); CI's slow step runs it
 def test_qbn_finetune_then_kernels_and_report(shared_run_dir, tmp_path, capsys):
     run_dir = tmp_path / "qbn"   # from the suite's shared BWN (conftest: the golden digits run)
     summary = _train(run_dir, "dataset=digits", "qbn.bits=4", f"qbn.from_ckpt={shared_run_dir}")

@@ -247,6 +247,7 @@ def test_kernel_stats_from_checkpoint_snapshot_and_model(cfg_factory, tmp_path):
     assert hist.sum().item() == sum(s.shape[0] * s.shape[1] for s in live.values())
 
 
+@pytest.mark.slow  # a resnet20 with projection shortcuts through the callback and the CLI; in CI's slow step
 def test_kernels_json_lists_1x1_shortcuts_as_not_counted(cfg_factory, tmp_path, capsys):
     """Binary 1x1 shortcuts have no kernel ids: the callback and the CLI both list them in not_counted."""
     import json

@@ -117,10 +117,10 @@ def _steps(net, x, y, train_steps: int, eval_steps: int) -> None:
             net(x)
 
 
-# lq in the fast tests: its alpha is a buffer the forward pass updates, the likeliest to recompile
-@pytest.mark.parametrize("scaling", [pytest.param("none", marks=pytest.mark.slow),
-                                     pytest.param("xnor", marks=pytest.mark.slow),
-                                     pytest.param("learnable", marks=pytest.mark.slow), "lq"])
+# every scaling is slow (seconds each under dynamo); CI's slow step runs lq, the likeliest to recompile
+# (its alpha is a buffer the forward pass updates), and compiled training of resnet20 with xnor
+@pytest.mark.slow
+@pytest.mark.parametrize("scaling", ["none", "xnor", "learnable", "lq"])
 def test_dynamo_takes_every_binary_layer_in_one_graph_without_recompiles(cfg_factory, scaling):
     """Grouped layers, fixed signs and a QBN codebook side by side: no graph break, and after one
     training and one evaluation pass (the warm-up) nothing is compiled again (dynamo alone: fast)."""

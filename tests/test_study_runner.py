@@ -66,6 +66,7 @@ def test_smoke_plan_covers_every_stage(tmp_path):
     )
 
 
+@pytest.mark.slow  # composes every run of every scale (about 9 s); CI's slow step runs it
 def test_each_planned_run_composes(tmp_path):
     """Every override names a real option of qbn.train (needs the norm, share, freeze and sub-bit options)."""
     probe = compose_cfg(tmp_path / "probe", [])
